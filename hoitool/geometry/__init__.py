@@ -1,0 +1,1 @@
+"""Geometry: rotations, rigid transforms, meshes, signed distances and grids."""

@@ -1,0 +1,1 @@
+"""Rendering: headless offscreen (pyrender) and, later, differentiable soft rasterisation."""

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+import trimesh
+
+from hoitool.geometry.sdf import grid_points, sdf_grid, signed_distance
+
+
+def box_sdf(p, half):
+    q = np.abs(p) - half
+    return np.linalg.norm(np.maximum(q, 0), axis=1) + np.minimum(q.max(1), 0)
+
+
+def test_box_matches_analytic():
+    half = np.array([0.03, 0.05, 0.02])
+    box = trimesh.creation.box(2 * half)
+    p = np.random.default_rng(0).uniform(-0.1, 0.1, size=(5000, 3))
+    assert np.abs(signed_distance(box, p) - box_sdf(p, half)).max() < 1e-6
+
+
+def test_sphere_within_faceting_error():
+    r = 0.05
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=r)
+    p = np.random.default_rng(1).uniform(-0.1, 0.1, size=(5000, 3))
+    err = np.abs(signed_distance(sphere, p) - (np.linalg.norm(p, axis=1) - r))
+    assert err.max() < 2e-4  # chord sag of a level-4 icosphere of radius 5 cm is ~0.1 mm
+
+
+def test_surface_samples_are_zero():
+    m = trimesh.creation.torus(0.04, 0.015)
+    s, _ = trimesh.sample.sample_surface(m, 2000, seed=0)
+    assert np.abs(signed_distance(m, s)).max() < 1e-6
+
+
+def test_truncation_keeps_near_values_and_signs():
+    half = np.array([0.03, 0.03, 0.03])
+    box = trimesh.creation.box(2 * half)
+    P = grid_points(32, -0.1, 0.1).reshape(-1, 3)
+    ref = box_sdf(P, half)
+    got = sdf_grid(box, 32, -0.1, 0.1, truncation=0.02).reshape(-1)
+    near = np.abs(ref) < 0.02
+    assert np.abs(got[near] - ref[near]).max() < 1e-6
+    assert np.all(np.abs(got[~near]) == pytest.approx(0.02, abs=1e-7))
+    assert np.all(np.sign(got[np.abs(ref) > 1e-3]) == np.sign(ref[np.abs(ref) > 1e-3]))
+
+
+def test_grid_index_order():
+    # a box long in x: the grid's first axis must be x
+    half = np.array([0.08, 0.02, 0.02])
+    g = sdf_grid(trimesh.creation.box(2 * half), 33, -0.1, 0.1)
+    t = np.linspace(-0.1, 0.1, 33)
+    assert g[np.argmin(np.abs(t - 0.07)), 16, 16] < 0
+    assert g[16, np.argmin(np.abs(t - 0.07)), 16] > 0
+
+
+def test_hole_tolerated_by_winding_number():
+    box = trimesh.creation.box((0.06, 0.06, 0.06))
+    open_box = trimesh.Trimesh(box.vertices, box.faces[:-2], process=False)
+    inside = np.array([[0.0, 0.0, 0.0], [0.01, -0.01, 0.005]])
+    outside = np.array([[0.0, 0.0, 0.1], [0.08, 0.0, 0.0]])
+    assert (signed_distance(open_box, inside) < 0).all()
+    assert (signed_distance(open_box, outside) > 0).all()
