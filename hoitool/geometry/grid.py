@@ -90,3 +90,50 @@ def object_channel(sdf_u: torch.Tensor, uTn: torch.Tensor, res: int = GRID_RES) 
     d_u = query_grid(sdf_u, apply_transform(uTn, pts_n))
     d_n = d_u / transform_scale(uTn)[:, None]
     return (d_n.clamp(-OBJECT_CLAMP, OBJECT_CLAMP) / OBJECT_CLAMP).reshape(B, 1, res, res, res)
+
+
+class SDFVolume(torch.nn.Module):
+    """An object's signed distance grid in its unit-ball frame u, queried in metres.
+
+    Args:
+        grid: (R, R, R) signed distances in u units on linspace(-1, 1, R).
+        uTo: (4, 4) object frame -> u (uniform scale).
+    """
+
+    def __init__(self, grid, uTo):
+        super().__init__()
+        self.register_buffer("grid", torch.as_tensor(np.asarray(grid), dtype=torch.float32)[None, None])
+        self.register_buffer("uTo", torch.as_tensor(np.asarray(uTo), dtype=torch.float32))
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """u units per metre."""
+        return transform_scale(self.uTo)
+
+    def forward(self, points_o: torch.Tensor) -> torch.Tensor:
+        """Signed distance (B, N) in metres of points (B, N, 3) in the object frame."""
+        return query_grid(self.grid, apply_transform(self.uTo, points_o)) / self.scale
+
+    def normals(self, points_o: torch.Tensor, h: float = 0.002) -> torch.Tensor:
+        """Unit outward normals (B, N, 3): central differences of the grid, step h metres."""
+        B, N, _ = points_o.shape
+        offsets = torch.eye(3, device=points_o.device, dtype=points_o.dtype) * h
+        p = torch.cat([points_o[:, :, None] + offsets, points_o[:, :, None] - offsets], dim=2)  # (B,N,6,3)
+        d = self(p.reshape(B, N * 6, 3)).reshape(B, N, 6)
+        return torch.nn.functional.normalize(d[..., :3] - d[..., 3:], dim=-1)
+
+
+def canonical_sdf(mesh, res: int = GRID_RES, truncation_m: float | None = 0.06) -> tuple[np.ndarray, np.ndarray]:
+    """An object's canonical grid: (R, R, R) float32 signed distances in u units, and uTo (4, 4).
+
+    Distances beyond `truncation_m` metres are capped (the interaction grid clamps at 4 cm).
+    """
+    from hoitool.geometry.sdf import sdf_grid
+
+    uTo = unit_ball_transform(mesh.vertices)
+    mu = mesh.copy()
+    mu.apply_transform(uTo)
+    trunc = None if truncation_m is None else truncation_m * uTo[0, 0]
+    if trunc is not None and trunc >= 2.0 * np.sqrt(3):
+        trunc = None  # nothing in the box is that far
+    return sdf_grid(mu, res, -1.0, 1.0, truncation=trunc), uTo

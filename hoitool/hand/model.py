@@ -19,6 +19,8 @@ import smplx
 import torch
 from smplx.utils import Struct
 
+from hoitool.geometry.rotations import axis_angle_to_matrix
+from hoitool.geometry.transforms import make_transform
 from hoitool.hand.keypoints import keypoints_from_joints
 from hoitool.hand.mano_io import load_arrays
 from hoitool.hand.metadata import HandMetadata, derive_metadata
@@ -154,6 +156,17 @@ class HandModel(torch.nn.Module):
             betas = torch.zeros(1, NUM_BETAS, device=self.device, dtype=self.layer.v_template.dtype)
         v = self.layer.v_template + torch.einsum("bl,vcl->bvc", betas, self.layer.shapedirs)
         return torch.einsum("jv,bvc->bjc", self.layer.J_regressor, v)
+
+    def frame_from_hand(self, params: HandParams) -> torch.Tensor:
+        """(B, 4, 4) rigid transform taking the hand frame h (the model's own frame, zero
+        global rotation and translation) to the frame the parameters put the hand in (oTh).
+
+        smplx rotates about the wrist joint J0: v = R (v_h - J0) + J0 + transl.
+        """
+        R = axis_angle_to_matrix(params.global_orient)
+        J0 = self.rest_joints(params.betas)[:, 0]
+        t = J0 + params.transl - (R @ J0[..., None])[..., 0]
+        return make_transform(R, t)
 
     # -- forward ----------------------------------------------------------------------------
     def forward(self, params: HandParams | None = None, *, global_orient=None, hand_pose=None, betas=None, transl=None) -> HandOutput:

@@ -1,0 +1,70 @@
+"""Shared CLI plumbing: user errors -> one line and exit code 2, progress bars, summaries."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import Iterator
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.panel import Panel
+from rich.progress import (
+    BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from hoitool.errors import HoiError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=err_console, show_time=False, show_path=False)], force=True)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn HoiError into one red line and exit code 2; Ctrl-C into a resume hint."""
+    try:
+        yield
+    except HoiError as e:
+        err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]: finished work is kept; run the same command again to resume", soft_wrap=True)
+        raise typer.Exit(130) from None
+
+
+@contextlib.contextmanager
+def progress_bar(description: str) -> Iterator:
+    """Yield a callback(done, total) driving a Rich progress bar with rate and time left."""
+    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TaskProgressColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                  console=err_console, transient=False) as prog:
+        task = prog.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            prog.update(task, completed=done, total=total)
+
+        yield update
+
+
+def summary(title: str, written: list[Path], lines: list[str] | None = None) -> None:
+    """End of a command: a panel listing what was written."""
+    body = list(lines or [])
+    if written:
+        body.append("[bold]wrote[/]")
+        cwd = Path.cwd()
+        for p in written:
+            try:
+                rel = os.path.relpath(p, cwd)
+            except ValueError:
+                rel = str(p)
+            body.append(f"  {rel}{'/' if Path(p).is_dir() else ''}")
+    console.print(Panel("\n".join(body), title=title, expand=False))

@@ -1,0 +1,36 @@
+"""The `hoitool` command."""
+
+from __future__ import annotations
+
+import typer
+
+from hoitool.cli.doctor import doctor
+from hoitool.cli.prepare_data import prepare_data
+
+app = typer.Typer(
+    name="hoitool",
+    help="hoitool: 3D hand-object interaction - data, priors, grasps, reconstruction, rendering.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("doctor")(doctor)
+app.command("prepare-data")(prepare_data)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True)) -> None:
+    if version:
+        import hoitool
+
+        typer.echo(hoitool.__version__)
+        raise typer.Exit()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

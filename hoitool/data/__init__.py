@@ -1,0 +1,2 @@
+"""Data: HOI records and manifests, the category vocabulary, the procedural synthetic corpus,
+prepared shards and torch Datasets."""

@@ -1,0 +1,537 @@
+"""`hoitool prepare-data`: turn a manifest or the synthetic corpus into prepared shards.
+
+Layout of a prepared folder (all writes atomic; re-running with the same options skips
+finished work; `index.jsonl` is written last, so a folder without it is unfinished):
+
+    config.yaml             resolved options
+    objects/<id>.npz        per object: canonical SDF grid `sdf` (R, R, R) float32 in its
+                            unit-ball frame (u units), `uTo` (4, 4), `mesh` path, `category`
+    objects/meshes/*.obj    the synthetic corpus's meshes
+    manifest.jsonl          the synthetic corpus as a generic manifest (synthetic mode)
+    shards/shard-NNNNN.npz  per record: `object_grid` (N, 64, 64, 64) float16 in [-1, 1]
+                            (hand-centric frame n of a right hand; left records mirrored),
+                            `hTo`, `nTh` (N, 4, 4), hand parameters in the object frame
+                            (`global_orient`, `hand_pose`, `betas`, `transl`), `mirrored`
+    shards/shard-NNNNN.json per record: id, category, object id, side, source, quality
+    index.jsonl             one line per record: id, category, object, shard, row, side
+    stats.json              counts and grasp-quality figures
+    preview.png             a few hands with their objects
+
+Read it back with `hoitool.data.prepared.load_record` or `PreparedDataset`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import yaml
+
+from hoitool.data.records import HOIRecord, read_manifest, write_manifest
+from hoitool.data.synthetic.planner import PlannerConfig
+from hoitool.data.vocab import categories as vocab_categories
+from hoitool.data.vocab import canonical_category
+from hoitool.errors import HoiError, InputError
+from hoitool.utils.config import to_dict
+from hoitool.utils.io import save_npz, write_json, write_text
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class PrepareConfig:
+    """Options of `hoitool prepare-data`."""
+
+    out: Path
+    """Output folder."""
+    manifest: Path | None = None
+    """JSONL manifest of HOI records to convert."""
+    synthetic: int = 0
+    """Number of records of the procedural synthetic corpus to generate (instead of a manifest)."""
+    categories: list[str] | None = None
+    """Synthetic categories to use (default: all of them)."""
+    grasps_per_object: int = 8
+    """Synthetic grasps planned per object."""
+    objects_per_shard: int = 4
+    """Synthetic objects per shard (the unit of parallel and resumable work)."""
+    records_per_shard: int = 32
+    """Manifest records per shard."""
+    scale: float = 1.0
+    """Multiplies every manifest mesh's coordinates (on top of a record's own `scale`)."""
+    resolution: int = 64
+    """Grid points per axis, for the canonical and the hand-centric grids."""
+    truncation_m: float = 0.06
+    """Canonical SDFs are exact up to this distance (the object channel clamps at 4 cm)."""
+    workers: int = 2
+    """Parallel worker processes."""
+    seed: int = 0
+    """Seed of the synthetic corpus (objects, grasp initialisations, hand shapes)."""
+    preview: bool = True
+    """Render preview.png (needs the [render] extra)."""
+    mano_dir: str | None = None
+    """Folder with MANO_RIGHT.pkl / MANO_LEFT.pkl (default: the open hand)."""
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    """Grasp planner settings (synthetic mode)."""
+
+
+@dataclass
+class PrepareResult:
+    out: Path
+    records: int
+    objects: int
+    shards: int
+    skipped_shards: int
+    seconds: float
+    stats: dict
+    written: list[Path]
+
+
+# ----------------------------------------------------------------------------------------
+# worker side
+# ----------------------------------------------------------------------------------------
+
+_W: dict = {}
+
+
+def _init_worker(mano_dir: str | None, planner_cfg: dict | None, threads: int = 1) -> None:
+    torch.set_num_threads(threads)
+    from hoitool.hand import HandModel
+
+    _W["hands"] = {s: HandModel(s, mano_dir) for s in ("right", "left")}
+    if planner_cfg is not None:
+        from hoitool.data.synthetic.planner import GraspPlanner
+
+        _W["planner"] = GraspPlanner(_W["hands"]["right"], PlannerConfig(**planner_cfg))
+
+
+def _canonical(mesh, res: int, truncation_m: float):
+    from hoitool.geometry.grid import canonical_sdf
+
+    return canonical_sdf(mesh, res, truncation_m)
+
+
+def _save_object(out: Path, oid: str, sdf: np.ndarray, uTo: np.ndarray, mesh_path: str, category: str, scale: float) -> None:
+    save_npz(out / "objects" / f"{oid}.npz", sdf=sdf.astype(np.float32), uTo=uTo, mesh=np.array(mesh_path),
+             category=np.array(category), scale=np.array(scale))
+
+
+def _grids_for(out: Path, oid: str, params, res: int):
+    from hoitool.data.interaction import record_grids
+
+    with np.load(out / "objects" / f"{oid}.npz") as z:
+        sdf = torch.as_tensor(z["sdf"])[None, None]
+        uTo = torch.as_tensor(z["uTo"], dtype=torch.float32)
+    with torch.no_grad():
+        return record_grids(_W["hands"]["right"], sdf, uTo, params, res)
+
+
+def _write_shard(out: Path, shard: int, arrays: dict[str, list], meta: list[dict]) -> None:
+    stem = out / "shards" / f"shard-{shard:05d}"
+    save_npz(stem.with_suffix(".npz"), **{k: np.concatenate(v) if v else np.zeros(0) for k, v in arrays.items()})
+    write_json(stem.with_suffix(".json"), meta)  # written last: marks the shard complete
+
+
+def _add(arrays: dict, grids, params, mirrored: np.ndarray) -> None:
+    arrays.setdefault("object_grid", []).append(grids.object_grid.numpy().astype(np.float16))
+    arrays.setdefault("hTo", []).append(grids.hTo.numpy())
+    arrays.setdefault("nTh", []).append(grids.nTh.numpy())
+    for k, v in params.numpy().items():
+        arrays.setdefault(k, []).append(v)
+    arrays.setdefault("mirrored", []).append(mirrored)
+
+
+def _quality_meta(q, i: int) -> dict:
+    return {"penetration_mm": round(float(q.penetration_m[i]) * 1000, 3),
+            "object_in_hand_mm": round(float(q.object_in_hand_m[i]) * 1000, 3),
+            "fingers_in_contact": [bool(x) for x in q.fingers[i]], "palm_contact": bool(q.palm[i]),
+            "opposed": bool(q.opposed[i])}
+
+
+def _synthetic_shard(task: dict) -> dict:
+    """Generate the objects of one shard, plan their grasps, write the shard."""
+    from hoitool.data.synthetic.objects import make_object
+    from hoitool.geometry.grid import SDFVolume
+    from hoitool.utils.seeding import numpy_rng
+
+    out, cfg = Path(task["out"]), task["cfg"]
+    planner = _W["planner"]
+    arrays: dict[str, list] = {}
+    meta, summary = [], {"candidates": 0, "accepted": 0, "rejected": {}, "objects": []}
+    for j, cat in task["objects"]:
+        oid = f"{cat}-{j:05d}"
+        mesh = make_object(cat, numpy_rng(cfg["seed"], "object", j))
+        mesh_path = out / "objects" / "meshes" / f"{oid}.obj"
+        mesh_path.parent.mkdir(parents=True, exist_ok=True)
+        from hoitool.utils.io import atomic_path
+
+        with atomic_path(mesh_path) as tmp:
+            mesh.export(tmp, file_type="obj")
+        sdf, uTo = _canonical(mesh, cfg["resolution"], cfg["truncation_m"])
+        _save_object(out, oid, sdf, uTo, str(mesh_path), cat, 1.0)
+        vol = SDFVolume(sdf, uTo)
+        gb = planner.plan(mesh, vol, cfg["grasps_per_object"], cfg["seed"], oid)
+        summary["candidates"] += gb.candidates
+        summary["accepted"] += gb.params.batch_size
+        for k, v in gb.rejected.items():
+            summary["rejected"][k] = summary["rejected"].get(k, 0) + v
+        summary["objects"].append(oid)
+        if gb.params.batch_size == 0:
+            continue
+        q = planner.evaluate(mesh, gb.params)
+        grids = _grids_for(out, oid, gb.params, cfg["resolution"])
+        _add(arrays, grids, gb.params, np.zeros(gb.params.batch_size, bool))
+        for i in range(gb.params.batch_size):
+            meta.append({"id": f"{oid}-g{i:02d}", "category": cat, "object_id": oid, "side": "right",
+                         "source": "synthetic", "object_mesh": str(mesh_path), "scale": 1.0, **_quality_meta(q, i)})
+    summary["records"] = len(meta)
+    write_json(out / "shards" / f"shard-{task['shard']:05d}.planner.json", summary)
+    _write_shard(out, task["shard"], arrays, meta)
+    return summary
+
+
+def _object_task(task: dict) -> str:
+    """Manifest mode, phase 1: validate one mesh and store its canonical SDF."""
+    from hoitool.geometry.mesh import load_mesh
+
+    out = Path(task["out"])
+    mesh, report = load_mesh(task["mesh"], task["scale"])
+    sdf, uTo = _canonical(mesh, task["resolution"], task["truncation_m"])
+    _save_object(out, task["oid"], sdf, uTo, task["mesh"], task["category"], task["scale"])
+    return task["oid"]
+
+
+def _manifest_shard(task: dict) -> dict:
+    """Manifest mode, phase 2: hand-centric grids and quality of a chunk of records."""
+    from hoitool.geometry.mesh import load_mesh
+    from hoitool.hand.model import HandParams
+    from hoitool.metrics.grasp import contact_quality
+
+    out, cfg = Path(task["out"]), task["cfg"]
+    arrays: dict[str, list] = {}
+    meta = []
+    by_object: dict[str, list[dict]] = {}
+    for r in task["records"]:
+        by_object.setdefault(r["object_id"], []).append(r)
+    for oid, recs in by_object.items():
+        mesh, _ = load_mesh(recs[0]["object_mesh"], recs[0]["scale"])
+        for side in ("right", "left"):
+            rs = [r for r in recs if r["side"] == side]
+            if not rs:
+                continue
+            params = HandParams.cat([HandParams.from_numpy(r, side=side) for r in rs])
+            grids = _grids_for(out, oid, params, cfg["resolution"])
+            q = contact_quality(_W["hands"][side], mesh, params)
+            _add(arrays, grids, params, np.full(len(rs), side == "left"))
+            for i, r in enumerate(rs):
+                meta.append({"id": r["id"], "category": r["category"], "object_id": oid, "side": side,
+                             "source": r["source"], "object_mesh": r["object_mesh"], "scale": r["scale"], **_quality_meta(q, i)})
+    _write_shard(out, task["shard"], arrays, meta)
+    return {"records": len(meta)}
+
+
+# ----------------------------------------------------------------------------------------
+# main process
+# ----------------------------------------------------------------------------------------
+
+def _config_fingerprint(cfg: PrepareConfig) -> str:
+    d = to_dict(cfg)
+    for k in ("out", "workers", "preview"):
+        d.pop(k, None)
+    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _check_or_write_config(cfg: PrepareConfig) -> Path:
+    path = cfg.out / "config.yaml"
+    fp = _config_fingerprint(cfg)
+    if path.exists():
+        old = yaml.safe_load(path.read_text()) or {}
+        if old.get("fingerprint") != fp:
+            raise HoiError(
+                f"{cfg.out} holds data prepared with other options: use another --out, or delete it to start over"
+            )
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    d = {"format_version": FORMAT_VERSION, "fingerprint": fp, **to_dict(cfg)}
+    write_text(path, yaml.safe_dump(d, sort_keys=False))
+    return path
+
+
+def _shard_done(out: Path, shard: int) -> bool:
+    return (out / "shards" / f"shard-{shard:05d}.json").exists()
+
+
+def _run(tasks: list, fn, cfg: PrepareConfig, planner: bool, on_done: Callable[[dict], None]) -> None:
+    """Run tasks in worker processes (or inline with one worker)."""
+    pcfg = dataclasses.asdict(cfg.planner) if planner else None
+    if cfg.workers <= 1 or len(tasks) <= 1:
+        if not _W or (planner and "planner" not in _W):
+            _init_worker(cfg.mano_dir, pcfg, threads=torch.get_num_threads())
+        for t in tasks:
+            on_done(fn(t))
+        return
+    ctx = get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(cfg.workers, len(tasks)), mp_context=ctx, initializer=_init_worker,
+                             initargs=(cfg.mano_dir, pcfg, 1)) as ex:
+        futures = [ex.submit(fn, t) for t in tasks]
+        try:
+            for f in as_completed(futures):
+                on_done(f.result())
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def _resolve_categories(names: list[str] | None) -> list[str]:
+    from hoitool.data.synthetic.objects import GENERATORS
+
+    if not names:
+        return list(GENERATORS)
+    out = []
+    for n in names:
+        c = canonical_category(n)
+        if c not in GENERATORS:
+            raise InputError(f"no synthetic objects for category {n!r}; choose from: {', '.join(vocab_categories())}")
+        out.append(c)
+    return out
+
+
+def _prepare_synthetic(cfg: PrepareConfig, progress) -> tuple[int, int]:
+    cats = _resolve_categories(cfg.categories)
+    G, K = cfg.grasps_per_object, cfg.objects_per_shard
+    base = {"seed": cfg.seed, "resolution": cfg.resolution, "truncation_m": cfg.truncation_m, "grasps_per_object": G}
+    total = cfg.synthetic
+    n_objects = math.ceil(total / G)
+    shard, skipped, next_object = 0, 0, 0
+    written = 0
+    # first pass: the planned number of shards; up to three more passes add objects when
+    # some objects yielded fewer grasps than asked for
+    for attempt in range(4):
+        tasks = []
+        need = total - written
+        n_new = n_objects if attempt == 0 else math.ceil(need / max(G * 0.5, 1))
+        objs = list(range(next_object, next_object + n_new))
+        next_object += n_new
+        for s in range(0, len(objs), K):
+            chunk = objs[s:s + K]
+            task = {"out": str(cfg.out), "cfg": base, "shard": shard, "objects": [(j, cats[j % len(cats)]) for j in chunk]}
+            if _shard_done(cfg.out, shard):
+                skipped += 1
+                written += len(json.loads((cfg.out / "shards" / f"shard-{shard:05d}.json").read_text()))
+                progress(written, total)
+            else:
+                tasks.append(task)
+            shard += 1
+
+        def done(summary: dict) -> None:
+            nonlocal written
+            written += summary["records"]
+            progress(min(written, total), total)
+
+        _run(tasks, _synthetic_shard, cfg, True, done)
+        if written >= total:
+            break
+    return shard, skipped
+
+
+def _prepare_manifest(cfg: PrepareConfig, progress) -> tuple[int, int]:
+    records = read_manifest(cfg.manifest)
+    objects: dict[tuple[str, float], str] = {}
+    rec_dicts = []
+    for r in records:
+        key = (str(Path(r.object_mesh).resolve()), r.scale * cfg.scale)
+        if key not in objects:
+            h = hashlib.sha1(f"{key[0]}|{key[1]!r}".encode()).hexdigest()[:8]
+            objects[key] = f"{Path(key[0]).stem}-{h}"
+        d = r.to_json()
+        d.update(object_mesh=key[0], scale=key[1], object_id=objects[key])
+        rec_dicts.append(d)
+    first = {oid: next(d for d in rec_dicts if d["object_id"] == oid) for oid in objects.values()}
+    obj_tasks = [{"out": str(cfg.out), "oid": oid, "mesh": d["object_mesh"], "scale": d["scale"], "category": d["category"],
+                  "resolution": cfg.resolution, "truncation_m": cfg.truncation_m}
+                 for oid, d in first.items() if not (cfg.out / "objects" / f"{oid}.npz").exists()]
+    total = len(rec_dicts) + len(objects)
+    done_n = len(objects) - len(obj_tasks)
+    progress(done_n, total)
+
+    def obj_done(_):
+        nonlocal done_n
+        done_n += 1
+        progress(done_n, total)
+
+    _run(obj_tasks, _object_task, cfg, False, obj_done)
+    base = {"resolution": cfg.resolution}
+    tasks, skipped = [], 0
+    R = cfg.records_per_shard
+    n_shards = math.ceil(len(rec_dicts) / R)
+    for s in range(n_shards):
+        chunk = rec_dicts[s * R:(s + 1) * R]
+        if _shard_done(cfg.out, s):
+            skipped += 1
+            done_n += len(chunk)
+        else:
+            tasks.append({"out": str(cfg.out), "cfg": base, "shard": s, "records": chunk})
+    progress(done_n, total)
+
+    def shard_done(summary):
+        nonlocal done_n
+        done_n += summary["records"]
+        progress(done_n, total)
+
+    _run(tasks, _manifest_shard, cfg, False, shard_done)
+    return n_shards, skipped
+
+
+def _collect(cfg: PrepareConfig, n_shards: int, limit: int | None) -> tuple[list[dict], dict]:
+    index = []
+    for s in range(n_shards):
+        meta = json.loads((cfg.out / "shards" / f"shard-{s:05d}.json").read_text())
+        for row, m in enumerate(meta):
+            index.append({"id": m["id"], "category": m["category"], "object_id": m["object_id"], "shard": s,
+                          "row": row, "side": m["side"], "source": m["source"]})
+            index[-1]["_q"] = m
+    if limit is not None:
+        index = index[:limit]
+    q = [r.pop("_q") for r in index]
+    pen = np.array([m["penetration_mm"] for m in q]) if q else np.zeros(0)
+    fingers = np.array([m["fingers_in_contact"] for m in q]) if q else np.zeros((0, 5))
+    stats = {
+        "records": len(index),
+        "objects": len({r["object_id"] for r in index}),
+        "categories": {c: sum(r["category"] == c for r in index) for c in sorted({r["category"] for r in index})},
+        "penetration_mm": {"mean": float(pen.mean()) if len(pen) else None, "max": float(pen.max()) if len(pen) else None},
+        "fingers_in_contact_mean": float(fingers.sum(1).mean()) if len(fingers) else None,
+        "thumb_contact_share": float(fingers[:, 0].mean()) if len(fingers) else None,
+        "opposed_share": float(np.mean([m["opposed"] for m in q])) if q else None,
+    }
+    return index, stats
+
+
+def check_config(cfg: PrepareConfig) -> None:
+    """Raise InputError/HoiError for options that cannot work (before any work starts)."""
+    if (cfg.manifest is None) == (cfg.synthetic <= 0):
+        raise InputError("give either --manifest FILE or --synthetic N (N > 0)")
+    if cfg.manifest is not None and not Path(cfg.manifest).is_file():
+        raise InputError(f"manifest not found: {cfg.manifest}")
+    if not (math.isfinite(cfg.scale) and cfg.scale > 0):
+        raise InputError(f"--scale must be a positive number, got {cfg.scale}")
+    cfg.out = Path(cfg.out)
+    if cfg.out.exists() and not cfg.out.is_dir():
+        raise InputError(f"--out {cfg.out} exists and is not a folder")
+    if cfg.synthetic > 0:
+        _resolve_categories(cfg.categories)
+    cp = cfg.out / "config.yaml"
+    if cp.exists() and (yaml.safe_load(cp.read_text()) or {}).get("fingerprint") != _config_fingerprint(cfg):
+        raise HoiError(f"{cfg.out} holds data prepared with other options: use another --out, or delete it to start over")
+
+
+def prepare(cfg: PrepareConfig, progress: Callable[[int, int], None] | None = None) -> PrepareResult:
+    """Prepare a manifest or the synthetic corpus into `cfg.out` (see the module docstring)."""
+    t0 = time.time()
+    check_config(cfg)
+    progress = progress or (lambda done, total: None)
+    _check_or_write_config(cfg)
+    written = [cfg.out / "config.yaml"]
+    if cfg.synthetic > 0:
+        n_shards, skipped = _prepare_synthetic(cfg, progress)
+        index, stats = _collect(cfg, n_shards, cfg.synthetic)
+        synth = _synthetic_stats(cfg, n_shards)
+        stats["planner"] = synth
+        recs = _index_to_records(cfg, index)
+        write_manifest(cfg.out / "manifest.jsonl", recs, relative_to=cfg.out)
+        written.append(cfg.out / "manifest.jsonl")
+    else:
+        n_shards, skipped = _prepare_manifest(cfg, progress)
+        index, stats = _collect(cfg, n_shards, None)
+    written.append(write_json(cfg.out / "stats.json", stats))
+    if cfg.preview and index:
+        p = _preview(cfg, index)
+        if p is not None:
+            written.append(p)
+    # the index goes last: its presence marks the folder complete
+    write_text(cfg.out / "index.jsonl", "".join(json.dumps(r) + "\n" for r in index))
+    written.append(cfg.out / "index.jsonl")
+    written += [cfg.out / "objects", cfg.out / "shards"]
+    return PrepareResult(cfg.out, len(index), stats["objects"], n_shards, skipped, time.time() - t0, stats, written)
+
+
+def _synthetic_stats(cfg: PrepareConfig, n_shards: int) -> dict:
+    """Planner acceptance from the shards' records and the planner's own bookkeeping."""
+    cand = acc = 0
+    rej: dict[str, int] = {}
+    for s in range(n_shards):
+        p = cfg.out / "shards" / f"shard-{s:05d}.planner.json"
+        if p.exists():
+            d = json.loads(p.read_text())
+            cand += d["candidates"]
+            acc += d["accepted"]
+            for k, v in d["rejected"].items():
+                rej[k] = rej.get(k, 0) + v
+    return {"candidates": cand, "accepted": acc, "acceptance_rate": acc / cand if cand else None, "rejected": rej,
+            "gates": {"max_penetration_mm": cfg.planner.max_penetration_m * 1000, "contact_threshold_mm": cfg.planner.contact_threshold_m * 1000,
+                      "min_fingers_incl_thumb": cfg.planner.min_fingers, "opposition_cos_below": cfg.planner.opposition_cos}}
+
+
+def _index_to_records(cfg: PrepareConfig, index: list[dict]) -> list[HOIRecord]:
+    out, cache = [], {}
+    for r in index:
+        s = r["shard"]
+        if s not in cache:
+            with np.load(cfg.out / "shards" / f"shard-{s:05d}.npz") as z:
+                cache = {s: {k: z[k] for k in ("global_orient", "hand_pose", "betas", "transl")}}
+            meta = json.loads((cfg.out / "shards" / f"shard-{s:05d}.json").read_text())
+            cache[s]["meta"] = meta
+        a = cache[s]
+        m = a["meta"][r["row"]]
+        out.append(HOIRecord(object_mesh=m["object_mesh"], category=r["category"], side=r["side"],
+                             global_orient=a["global_orient"][r["row"]], hand_pose=a["hand_pose"][r["row"]],
+                             betas=a["betas"][r["row"]], transl=a["transl"][r["row"]], id=r["id"], source="synthetic"))
+    return out
+
+
+def _preview(cfg: PrepareConfig, index: list[dict], n: int = 8) -> Path | None:
+    """Contact sheet of a few records (headless). Returns None when rendering is unavailable."""
+    from hoitool.errors import MissingDependencyError
+
+    try:
+        from hoitool.data.prepared import load_record
+        from hoitool.geometry.mesh import load_mesh
+        from hoitool.hand import HandModel
+        from hoitool.render.offscreen import OBJECT_COLOR, RenderMesh, contact_sheet, render
+
+        hands = {}
+        picks = np.unique(np.linspace(0, len(index) - 1, min(n, len(index))).round().astype(int))
+        images, labels = [], []
+        for i in picks:
+            rec = load_record(cfg.out, int(i), require_complete=False, index=index)
+            mesh, _ = load_mesh(rec.object_mesh, rec.scale)
+            hand = hands.setdefault(rec.side, HandModel(rec.side, cfg.mano_dir))
+            with torch.no_grad():
+                v = hand(rec.hand).vertices[0].numpy()
+            images.append(render([RenderMesh(mesh.vertices, mesh.faces, OBJECT_COLOR), RenderMesh(v, hand.faces.numpy())],
+                                 direction=(1.0, -1.0, 1.0), up=(0.0, 0.0, 1.0), size=256))
+            labels.append(f"{rec.category} {rec.id}")
+        path = cfg.out / "preview.png"
+        from hoitool.utils.io import atomic_path
+
+        with atomic_path(path) as tmp:
+            contact_sheet(images, cols=4, labels=labels).save(tmp, format="PNG")
+        return path
+    except MissingDependencyError as e:
+        log.warning("preview skipped: %s", e)
+    except Exception as e:  # a broken GL stack must not fail the data preparation
+        log.warning("preview skipped: rendering failed (%s: %s); see `hoitool doctor`", type(e).__name__, e)
+    return None

@@ -1,0 +1,1 @@
+"""The procedural synthetic HOI corpus: objects per category and planned grasps."""

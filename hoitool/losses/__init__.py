@@ -1,0 +1,1 @@
+"""Losses as plain batched functions, one concept per file."""

@@ -1,0 +1,1 @@
+"""Metrics: grasp quality, reconstruction, hands, generative models."""

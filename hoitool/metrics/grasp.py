@@ -1,0 +1,79 @@
+"""Grasp quality from exact mesh distances: penetration depth, finger contacts, opposition."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import trimesh
+
+from hoitool.geometry.sdf import closest_points, signed_distance
+from hoitool.hand.keypoints import FINGER_JOINTS, FINGERS
+from hoitool.hand.model import HandModel, HandParams
+from hoitool.losses.contact import opposed_contacts, zone_closest, zones_in_contact
+
+#: Contact: a vertex within 5 mm of the surface or inside it (GraspTTA / ObMan convention).
+CONTACT_THRESHOLD_M = 0.005
+
+
+@dataclass
+class ContactQuality:
+    """Per grasp: penetration_m (K,) deepest hand vertex inside the object; object_in_hand_m
+    (K,) deepest object surface sample inside the hand (catches thin walls passing between
+    hand vertices); fingers (K, 5) bool in contact (thumb ... little); palm (K,) bool;
+    opposed (K,) bool: the thumb's contact normal opposes another contact's."""
+
+    penetration_m: np.ndarray
+    object_in_hand_m: np.ndarray
+    fingers: np.ndarray
+    palm: np.ndarray
+    opposed: np.ndarray
+
+
+def object_in_hand_depth(hand_vertices: np.ndarray, hand_faces: np.ndarray, surface_points: np.ndarray) -> np.ndarray:
+    """(K,) deepest of `surface_points` (P, 3) inside each posed hand (K, V, 3), metres."""
+    import igl
+
+    F = np.ascontiguousarray(hand_faces, dtype=np.int64)
+    P = np.ascontiguousarray(surface_points, dtype=np.float64)
+    out = np.zeros(len(hand_vertices))
+    for k, V in enumerate(hand_vertices):
+        V = np.ascontiguousarray(V, dtype=np.float64)
+        lo, hi = V.min(0) - 1e-3, V.max(0) + 1e-3
+        near = np.all((P > lo) & (P < hi), axis=1)
+        if near.any():
+            s = igl.signed_distance(P[near], V, F, igl.SIGNED_DISTANCE_TYPE_PSEUDONORMAL)[0]
+            out[k] = max(0.0, -float(np.min(s)))
+    return out
+
+
+def part_index(hand: HandModel) -> torch.Tensor:
+    """(6, K) vertex ids of the five fingers (all their vertices) and the palm contact zone,
+    each row padded by repeating its own entries."""
+    md = hand.metadata
+    groups = [np.nonzero(np.isin(md.vertex_joint, FINGER_JOINTS[f]))[0] for f in FINGERS]
+    groups.append(md.contact_zones["palm"])
+    k = max(len(g) for g in groups)
+    return torch.as_tensor(np.stack([np.resize(g, k) for g in groups]), dtype=torch.long)
+
+
+def contact_quality(hand: HandModel, mesh: trimesh.Trimesh, params: HandParams, threshold: float = CONTACT_THRESHOLD_M,
+                    opposition_cos: float = -0.3, surface_samples: int = 2000) -> ContactQuality:
+    """Exact contact figures of grasps `params` (in the mesh's frame, metres)."""
+    with torch.no_grad():
+        v = hand(params).vertices.cpu()
+    K, V, _ = v.shape
+    pts = v.reshape(-1, 3).numpy()
+    d = torch.as_tensor(signed_distance(mesh, pts)).reshape(K, V)
+    _, face, _ = closest_points(mesh, pts)
+    normals = torch.as_tensor(mesh.face_normals[face], dtype=torch.float32).reshape(K, V, 3)
+    parts = part_index(hand)
+    touching = zones_in_contact(d, parts, threshold)
+    idx = zone_closest(d, parts)
+    nz = torch.gather(normals, 1, idx[..., None].expand(-1, -1, 3))
+    opposed = opposed_contacts(touching, nz, opposition_cos)
+    depth = (-d).clamp_min(0).amax(1)
+    samples, _ = trimesh.sample.sample_surface_even(mesh, surface_samples, seed=0)
+    inside = object_in_hand_depth(v.numpy(), hand.faces.cpu().numpy(), samples)
+    return ContactQuality(depth.numpy(), inside, touching[:, :5].numpy(), touching[:, 5].numpy(), opposed.numpy())
