@@ -45,7 +45,7 @@ from hoitool.data.vocab import categories as vocab_categories
 from hoitool.data.vocab import canonical_category
 from hoitool.errors import HoiError, InputError
 from hoitool.utils.config import to_dict
-from hoitool.utils.io import save_npz, write_json, write_text
+from hoitool.utils.io import atomic_path, save_npz, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +176,6 @@ def _synthetic_shard(task: dict) -> dict:
         mesh = make_object(cat, numpy_rng(cfg["seed"], "object", j))
         mesh_path = out / "objects" / "meshes" / f"{oid}.obj"
         mesh_path.parent.mkdir(parents=True, exist_ok=True)
-        from hoitool.utils.io import atomic_path
-
         with atomic_path(mesh_path) as tmp:
             mesh.export(tmp, file_type="obj")
         sdf, uTo = _canonical(mesh, cfg["resolution"], cfg["truncation_m"])
@@ -350,6 +348,7 @@ def _prepare_synthetic(cfg: PrepareConfig, progress) -> tuple[int, int]:
 def _prepare_manifest(cfg: PrepareConfig, progress) -> tuple[int, int]:
     records = read_manifest(cfg.manifest)
     objects: dict[tuple[str, float], str] = {}
+    first: dict[str, dict] = {}  # object id -> its first record
     rec_dicts = []
     for r in records:
         key = (str(Path(r.object_mesh).resolve()), r.scale * cfg.scale)
@@ -358,8 +357,8 @@ def _prepare_manifest(cfg: PrepareConfig, progress) -> tuple[int, int]:
             objects[key] = f"{Path(key[0]).stem}-{h}"
         d = r.to_json()
         d.update(object_mesh=key[0], scale=key[1], object_id=objects[key])
+        first.setdefault(d["object_id"], d)
         rec_dicts.append(d)
-    first = {oid: next(d for d in rec_dicts if d["object_id"] == oid) for oid in objects.values()}
     obj_tasks = [{"out": str(cfg.out), "oid": oid, "mesh": d["object_mesh"], "scale": d["scale"], "category": d["category"],
                   "resolution": cfg.resolution, "truncation_m": cfg.truncation_m}
                  for oid, d in first.items() if not (cfg.out / "objects" / f"{oid}.npz").exists()]
@@ -486,19 +485,19 @@ def _synthetic_stats(cfg: PrepareConfig, n_shards: int) -> dict:
 
 
 def _index_to_records(cfg: PrepareConfig, index: list[dict]) -> list[HOIRecord]:
-    out, cache = [], {}
+    """The indexed records as HOIRecords (hand parameters read back from the shards)."""
+    out, shard, arrays, meta = [], None, {}, []
     for r in index:
-        s = r["shard"]
-        if s not in cache:
-            with np.load(cfg.out / "shards" / f"shard-{s:05d}.npz") as z:
-                cache = {s: {k: z[k] for k in ("global_orient", "hand_pose", "betas", "transl")}}
-            meta = json.loads((cfg.out / "shards" / f"shard-{s:05d}.json").read_text())
-            cache[s]["meta"] = meta
-        a = cache[s]
-        m = a["meta"][r["row"]]
+        if r["shard"] != shard:
+            shard = r["shard"]
+            stem = cfg.out / "shards" / f"shard-{shard:05d}"
+            with np.load(stem.with_suffix(".npz")) as z:
+                arrays = {k: z[k] for k in ("global_orient", "hand_pose", "betas", "transl")}
+            meta = json.loads(stem.with_suffix(".json").read_text())
+        i, m = r["row"], meta[r["row"]]
         out.append(HOIRecord(object_mesh=m["object_mesh"], category=r["category"], side=r["side"],
-                             global_orient=a["global_orient"][r["row"]], hand_pose=a["hand_pose"][r["row"]],
-                             betas=a["betas"][r["row"]], transl=a["transl"][r["row"]], id=r["id"], source="synthetic"))
+                             global_orient=arrays["global_orient"][i], hand_pose=arrays["hand_pose"][i],
+                             betas=arrays["betas"][i], transl=arrays["transl"][i], id=r["id"], source=r["source"]))
     return out
 
 
@@ -525,8 +524,6 @@ def _preview(cfg: PrepareConfig, index: list[dict], n: int = 8) -> Path | None:
                                  direction=(1.0, -1.0, 1.0), up=(0.0, 0.0, 1.0), size=256))
             labels.append(f"{rec.category} {rec.id}")
         path = cfg.out / "preview.png"
-        from hoitool.utils.io import atomic_path
-
         with atomic_path(path) as tmp:
             contact_sheet(images, cols=4, labels=labels).save(tmp, format="PNG")
         return path

@@ -1,11 +1,13 @@
 """An optimisation-based grasp planner on the hand model and an object's SDF.
 
-Each candidate starts from its own random approach: a surface point drawn by area, the palm
-facing it at a small standoff with a random roll, and a half-open hand. Adam then optimises
-the hand's rotation, translation and anatomical finger angles against
+Each candidate starts from its own random approach: a surface point drawn by area with free
+space along its normal (the outside of a cup's wall, not its inside), the palm facing it at
+a small standoff with a random roll, a half-open hand and a random hand shape. Adam then
+optimises the hand's rotation, translation and anatomical finger angles against
     contact attraction (finger pads and palm pulled onto the surface, robust to fingers that
-    cannot reach) + penetration repulsion (squared depth of hand vertices inside the object)
-    + a pose prior (joint limits and a small pull to the rest pose),
+    cannot reach, the thumb weighted most) + penetration repulsion (squared depth of a dense
+    sampling of the hand surface inside the object) + a pose prior (joint limits and a small
+    pull to the rest pose),
 with signed distances from the object's 64^3 grid (trilinear, differentiable). Candidates
 are kept when the exact mesh distances pass the quality gates of `PlannerConfig`.
 
@@ -55,10 +57,10 @@ class PlannerConfig:
     contact_sigma_m: float = 0.02
     """Scale of the robust contact attraction."""
     w_contact: float = 1.0
-    w_thumb: float = 2.0
+    w_thumb: float = 4.0
     """Relative weight of the thumb pad's attraction (other pads: 1, 1, 0.7, 0.5)."""
-    thumb_sigma_m: float = 0.05
-    """Scale of the thumb's attraction: wider, so a thumb on the far side still gets pulled."""
+    thumb_sigma_m: float = 0.02
+    """Scale of the thumb's attraction."""
     w_palm: float = 0.3
     w_penetration: float = 30.0
     """Weight of the squared penetration depth, per cm^2."""
@@ -66,8 +68,9 @@ class PlannerConfig:
     w_rest: float = 0.01
     surface_samples: int = 1500
     """Hand surface points checked for penetration (vertices alone miss thin walls)."""
-    w_balance: float = 1.0
-    """Weight of the net contact normal (force-closure proxy)."""
+    w_balance: float = 0.0
+    """Weight of the net contact normal (a force-closure proxy); off by default: on the
+    synthetic categories it lowered the acceptance rate (see the README)."""
     balance_sigma_m: float = 0.005
     # quality gates, checked on exact mesh distances
     max_penetration_m: float = 0.005
@@ -188,14 +191,14 @@ class GraspPlanner:
             R = axis_angle_to_matrix(omega) @ R0
             v = v_h @ R.transpose(1, 2) + t[:, None]
             d = sdf(v)
-            idx = zone_closest(d.detach(), self.zone_index)  # (B, Z)
-            pz = torch.gather(v, 1, idx[..., None].expand(-1, -1, 3))
-            balance = net_contact_normal(zone_distances(d, self.zone_index), sdf.normals(pz), cfg.balance_sigma_m)
             loss = (cfg.w_contact * zone_attraction(d, self.zone_index, sigma, zw)
-                    + cfg.w_balance * balance
                     + cfg.w_penetration * penetration_loss(sdf(self._surface(v)) * 100.0)
                     + cfg.w_limits * self.prior.limit_violation(hp)
                     + cfg.w_rest * (q ** 2).sum((1, 2)))
+            if cfg.w_balance > 0:
+                idx = zone_closest(d.detach(), self.zone_index)  # (B, Z)
+                pz = torch.gather(v, 1, idx[..., None].expand(-1, -1, 3))
+                loss = loss + cfg.w_balance * net_contact_normal(zone_distances(d, self.zone_index), sdf.normals(pz), cfg.balance_sigma_m)
             loss.sum().backward()
             opt.step()
         with torch.no_grad():
