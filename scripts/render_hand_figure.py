@@ -38,20 +38,15 @@ def main(argv=None) -> int:
     cases.append(("relaxed", relaxed, torch.zeros(1, 10), (0.3, -1.0, 0.6)))
     fist = prior.to_anatomical(prior.sample(1, torch.Generator().manual_seed(1), closure=torch.tensor([[1.0]])))
     cases.append(("fist", fist, torch.zeros(1, 10), (0.3, -1.0, 0.6)))
-    pinch = torch.zeros(1, 15, 3)
-    pinch[0, 0:3, 0] = torch.tensor([0.7, 0.6, 0.3])  # index
-    pinch[0, 12, :] = torch.tensor([0.9, 0.3, 0.0])  # thumb CMC
-    pinch[0, 13:15, 0] = torch.tensor([0.4, 0.3])
-    for j in (3, 6, 9):  # middle, little, ring stay out of the way
-        pinch[0, j:j + 3, 0] = torch.tensor([0.3, 0.4, 0.2])
-    cases.append(("pinch", pinch, torch.zeros(1, 10), (0.0, -1.0, 0.9)))
+    half = prior.to_anatomical(prior.sample(1, torch.Generator().manual_seed(5), closure=torch.tensor([[0.65]])))
+    cases.append(("half closed", half, torch.zeros(1, 10), (0.3, -1.0, 0.6)))
     b = torch.zeros(1, 10)
     b[0, 0] = 2.0
     b[0, 6] = 2.0
     cases.append(("beta: size +2, masculinity +2", q.clone(), b, (0.15, -1.0, 0.35)))
     b = torch.zeros(1, 10)
     b[0, 1] = 2.0
-    b[0, 2] = -2.0
+    b[0, 2] = -1.0
     cases.append(("beta: long, slender fingers", q.clone(), b, (0.15, -1.0, 0.35)))
     images, labels = [], []
     for name, qq, betas, view in cases:

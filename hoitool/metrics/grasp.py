@@ -59,8 +59,13 @@ def part_index(hand: HandModel) -> torch.Tensor:
 
 
 def contact_quality(hand: HandModel, mesh: trimesh.Trimesh, params: HandParams, threshold: float = CONTACT_THRESHOLD_M,
-                    opposition_cos: float = -0.3, surface_samples: int = 2000) -> ContactQuality:
-    """Exact contact figures of grasps `params` (in the mesh's frame, metres)."""
+                    opposition_cos: float = -0.3, surface_samples: int = 2000,
+                    object_in_hand: bool | np.ndarray = True) -> ContactQuality:
+    """Exact contact figures of grasps `params` (in the mesh's frame, metres).
+
+    object_in_hand: compute object_in_hand_m for all grasps (True), none (False) or those
+    selected by a (K,) bool mask (others get NaN); it is the slowest figure.
+    """
     with torch.no_grad():
         v = hand(params).vertices.cpu()
     K, V, _ = v.shape
@@ -74,6 +79,9 @@ def contact_quality(hand: HandModel, mesh: trimesh.Trimesh, params: HandParams, 
     nz = torch.gather(normals, 1, idx[..., None].expand(-1, -1, 3))
     opposed = opposed_contacts(touching, nz, opposition_cos)
     depth = (-d).clamp_min(0).amax(1)
-    samples, _ = trimesh.sample.sample_surface_even(mesh, surface_samples, seed=0)
-    inside = object_in_hand_depth(v.numpy(), hand.faces.cpu().numpy(), samples)
+    mask = np.broadcast_to(np.asarray(object_in_hand, dtype=bool), (K,))
+    inside = np.full(K, np.nan)
+    if mask.any():
+        samples, _ = trimesh.sample.sample_surface_even(mesh, surface_samples, seed=0)
+        inside[mask] = object_in_hand_depth(v.numpy()[mask], hand.faces.cpu().numpy(), samples)
     return ContactQuality(depth.numpy(), inside, touching[:, :5].numpy(), touching[:, 5].numpy(), opposed.numpy())

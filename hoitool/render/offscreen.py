@@ -73,9 +73,9 @@ def render(meshes: list[RenderMesh], direction=(0.3, -0.5, 1.0), up=(0.0, 1.0, 0
     dist = margin * radius / np.sin(yfov / 2)
     pose = look_at(centre + d * dist, centre, np.asarray(up, dtype=np.float64))
     scene.add(pyrender.PerspectiveCamera(yfov=yfov, znear=0.01 * dist, zfar=10 * dist), pose=pose)
-    scene.add(pyrender.DirectionalLight(intensity=3.0), pose=pose)
+    scene.add(pyrender.DirectionalLight(intensity=2.5), pose=pose)
     side = look_at(centre + np.array([dist, dist, 0.0]), centre)
-    scene.add(pyrender.DirectionalLight(intensity=1.5), pose=side)
+    scene.add(pyrender.DirectionalLight(intensity=1.0), pose=side)
     r = _renderers.get(size)
     if r is None:
         r = _renderers[size] = pyrender.OffscreenRenderer(size, size)

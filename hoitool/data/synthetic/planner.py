@@ -212,9 +212,10 @@ class GraspPlanner:
         """(B, P, 3) dense hand surface points from vertices (B, V, 3)."""
         return (v[:, self.sample_vertices] * self.sample_weights[None, :, :, None]).sum(2)
 
-    def evaluate(self, mesh: trimesh.Trimesh, params: HandParams) -> ContactQuality:
+    def evaluate(self, mesh: trimesh.Trimesh, params: HandParams, object_in_hand: bool | np.ndarray = True) -> ContactQuality:
         """Exact quality of grasps (see hoitool.metrics.grasp)."""
-        return contact_quality(self.hand, mesh, params, self.cfg.contact_threshold_m, self.cfg.opposition_cos)
+        return contact_quality(self.hand, mesh, params, self.cfg.contact_threshold_m, self.cfg.opposition_cos,
+                               object_in_hand=object_in_hand)
 
     def plan(self, mesh: trimesh.Trimesh, sdf: SDFVolume, n: int, seed: int, key: str,
              batch: int = 32, max_candidates: int = 256) -> GraspBatch:
@@ -222,25 +223,36 @@ class GraspPlanner:
         cfg = self.cfg
         kept: list[HandParams] = []
         depths, fingers = [], []
-        tried, rejected = 0, {"penetration": 0, "no_thumb": 0, "too_few_fingers": 0, "no_opposition": 0}
+        tried = 0
+        rejected = {"penetration": 0, "no_thumb": 0, "too_few_fingers": 0, "no_opposition": 0, "object_in_hand": 0}
         while sum(p.batch_size for p in kept) < n and tried < max_candidates:
+            # size the next batch from the acceptance seen so far on this object
+            have = sum(p.batch_size for p in kept)
+            if tried:
+                rate = max(have / tried, 0.05)
+                batch = int(np.clip(np.ceil((n - have) / rate * 1.2), 8, 64))
             ids = range(tried, min(tried + batch, max_candidates))
             params = self.optimise(mesh, sdf, seed, key, ids)
             tried = ids.stop
-            qual = self.evaluate(mesh, params)
-            depth = np.maximum(qual.penetration_m, qual.object_in_hand_m)
-            fing, opposed = qual.fingers, qual.opposed
-            ok_pen = depth <= cfg.max_penetration_m
-            ok_thumb = fing[:, 0]
-            ok_n = fing.sum(1) >= cfg.min_fingers
-            rejected["penetration"] += int((~ok_pen).sum())
-            rejected["no_thumb"] += int((ok_pen & ~ok_thumb).sum())
-            rejected["too_few_fingers"] += int((ok_pen & ok_thumb & ~ok_n).sum())
-            rejected["no_opposition"] += int((ok_pen & ok_thumb & ok_n & ~opposed).sum())
-            good = np.nonzero(ok_pen & ok_thumb & ok_n & opposed)[0]
+            qual = self.evaluate(mesh, params, object_in_hand=False)
+            fing = qual.fingers
+            # gates in order; a candidate is counted under the first one it fails
+            checks = [("penetration", qual.penetration_m <= cfg.max_penetration_m), ("no_thumb", fing[:, 0]),
+                      ("too_few_fingers", fing.sum(1) >= cfg.min_fingers), ("no_opposition", qual.opposed)]
+            alive = np.ones(len(ids), dtype=bool)
+            for name, ok in checks:
+                rejected[name] += int((alive & ~ok).sum())
+                alive &= ok
+            inside = np.zeros(len(ids))
+            if alive.any():  # the slowest check, only for grasps that passed the others
+                inside = self.evaluate(mesh, params, object_in_hand=alive).object_in_hand_m
+                ok = ~(inside > cfg.max_penetration_m)
+                rejected["object_in_hand"] += int((alive & ~ok).sum())
+                alive &= ok
+            good = np.nonzero(alive)[0]
             if len(good):
                 kept.append(params[torch.as_tensor(good)])
-                depths.append(depth[good])
+                depths.append(np.maximum(qual.penetration_m, inside)[good])
                 fingers.append(fing[good])
         if not kept:
             empty = HandParams.zeros(0, self.hand.side)
