@@ -36,11 +36,23 @@ class _Holder:
         self.__dict__["_state"] = state
 
 
+_SAFE = {
+    "numpy": {"_reconstruct", "scalar", "ndarray", "dtype", "_frombuffer"},
+    "copy_reg": {"_reconstructor"}, "copyreg": {"_reconstructor"},
+    "__builtin__": {"object", "set", "frozenset", "slice", "complex", "bytearray"},
+    "builtins": {"object", "set", "frozenset", "slice", "complex", "bytearray"},
+    "_codecs": {"encode"},
+}
+
+
 class _Unpickler(pickle.Unpickler):
+    """Loads arrays, sparse matrices and chumpy stand-ins; refuses everything else."""
+
     def find_class(self, module, name):
-        if module.startswith("chumpy"):
+        root = module.split(".")[0]
+        if root == "chumpy":
             return _Holder
-        if module.startswith(("numpy", "scipy.sparse", "copy_reg", "copyreg", "__builtin__", "builtins", "_codecs")):
+        if name in _SAFE.get(root, ()) or (module.startswith("scipy.sparse") and name.endswith(("_matrix", "_array"))):
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a hand model file")
 

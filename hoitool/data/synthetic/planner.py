@@ -108,7 +108,9 @@ class GraspPlanner:
         self.prior = PosePrior.from_hand(hand)
         md = hand.metadata
         zones = [md.contact_zones[f] for f in FINGERS] + [md.contact_zones["palm"]]
-        self.zone_index = _pad(zones)
+        self.zone_vertices = np.unique(np.concatenate(zones))
+        local = {int(v): i for i, v in enumerate(self.zone_vertices)}
+        self.zone_index = _pad([np.array([local[int(v)] for v in z]) for z in zones])  # into zone_vertices
         v = hand.v_template.detach().numpy()
         J = hand.rest_joints()[0].detach().numpy()
         self.palm_centre_h = v[md.contact_zones["palm"]].mean(0)
@@ -122,8 +124,14 @@ class GraspPlanner:
         rest = trimesh.Trimesh(v, hand.faces.numpy(), process=False)
         pts, fi = trimesh.sample.sample_surface_even(rest, self.cfg.surface_samples, seed=0)
         bary = trimesh.triangles.points_to_barycentric(rest.triangles[fi], pts)
-        self.sample_vertices = torch.as_tensor(rest.faces[fi], dtype=torch.long)  # (P, 3)
-        self.sample_weights = torch.as_tensor(bary, dtype=torch.float32)  # (P, 3)
+        # one sparse (Z + P, V) matrix gives the zone vertices and the dense samples from vertices
+        nz = len(self.zone_vertices)
+        rows = np.concatenate([np.arange(nz), np.repeat(np.arange(len(fi)) + nz, 3)])
+        cols = np.concatenate([self.zone_vertices, rest.faces[fi].reshape(-1)])
+        vals = np.concatenate([np.ones(nz), bary.reshape(-1)])
+        self.query_matrix = torch.sparse_coo_tensor(torch.as_tensor(np.stack([rows, cols])), torch.as_tensor(vals, dtype=torch.float32),
+                                                    (nz + len(fi), len(v)), check_invariants=True).coalesce()
+        self.n_zone_points = nz
 
     # -- initialisation ---------------------------------------------------------------------
     def _approach_point(self, mesh: trimesh.Trimesh, sdf: SDFVolume, areas: np.ndarray, rng: np.random.Generator,
@@ -190,14 +198,16 @@ class GraspPlanner:
             v_h = self.hand(global_orient=zero3, hand_pose=hp, betas=betas, transl=zero3).vertices
             R = axis_angle_to_matrix(omega) @ R0
             v = v_h @ R.transpose(1, 2) + t[:, None]
-            d = sdf(v)
+            pts = self._query_points(v)
+            d_all = sdf(pts)
+            d, pz_all = d_all[:, :self.n_zone_points], pts[:, :self.n_zone_points]
             loss = (cfg.w_contact * zone_attraction(d, self.zone_index, sigma, zw)
-                    + cfg.w_penetration * penetration_loss(sdf(self._surface(v)) * 100.0)
+                    + cfg.w_penetration * penetration_loss(d_all[:, self.n_zone_points:] * 100.0)
                     + cfg.w_limits * self.prior.limit_violation(hp)
                     + cfg.w_rest * (q ** 2).sum((1, 2)))
             if cfg.w_balance > 0:
                 idx = zone_closest(d.detach(), self.zone_index)  # (B, Z)
-                pz = torch.gather(v, 1, idx[..., None].expand(-1, -1, 3))
+                pz = torch.gather(pz_all, 1, idx[..., None].expand(-1, -1, 3))
                 loss = loss + cfg.w_balance * net_contact_normal(zone_distances(d, self.zone_index), sdf.normals(pz), cfg.balance_sigma_m)
             loss.sum().backward()
             opt.step()
@@ -208,9 +218,11 @@ class GraspPlanner:
             transl = t - J0 + (R @ J0[:, :, None])[..., 0]
             return HandParams(matrix_to_axis_angle(R), hp, betas, transl, self.hand.side)
 
-    def _surface(self, v: torch.Tensor) -> torch.Tensor:
-        """(B, P, 3) dense hand surface points from vertices (B, V, 3)."""
-        return (v[:, self.sample_vertices] * self.sample_weights[None, :, :, None]).sum(2)
+    def _query_points(self, v: torch.Tensor) -> torch.Tensor:
+        """(B, Z + P, 3): the contact-zone vertices, then the dense surface samples."""
+        B, V, _ = v.shape
+        out = torch.sparse.mm(self.query_matrix, v.permute(1, 0, 2).reshape(V, B * 3))
+        return out.reshape(-1, B, 3).permute(1, 0, 2)
 
     def evaluate(self, mesh: trimesh.Trimesh, params: HandParams, object_in_hand: bool | np.ndarray = True) -> ContactQuality:
         """Exact quality of grasps (see hoitool.metrics.grasp)."""
