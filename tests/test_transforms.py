@@ -23,3 +23,4 @@ def test_umeyama_recovers_similarity():
     T = umeyama(src, dst)
     assert np.allclose(T[:3, :3], 1.7 * rot, atol=1e-9)
     assert np.allclose(T[:3, 3], [0.1, -0.2, 0.3], atol=1e-9)
+
