@@ -1,14 +1,12 @@
 """End-to-end runs of `hoitool prepare-data` and `hoitool doctor` on CPU, as a user types them."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import trimesh
 from typer.testing import CliRunner
 

@@ -77,3 +77,9 @@ def test_manifest_missing_field_and_bad_json(tmp_path):
     p.write_text("\n")
     with pytest.raises(InputError, match="no records"):
         read_manifest(p)
+
+
+@pytest.mark.parametrize("name,expected", [("YcbScissors", "scissors"), ("YcbPowerDrill", "drill"), ("YcbBanana", "banana"),
+                                           ("highlighter", "pen"), ("game controller", "remote")])
+def test_real_object_names(name, expected):
+    assert canonical_category(name) == expected

@@ -27,7 +27,7 @@ import hashlib
 import json
 import logging
 import math
-import os
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -41,7 +41,6 @@ import yaml
 
 from hoitool.data.records import HOIRecord, read_manifest, write_manifest
 from hoitool.data.synthetic.planner import PlannerConfig
-from hoitool.data.vocab import categories as vocab_categories
 from hoitool.data.vocab import canonical_category
 from hoitool.errors import HoiError, InputError
 from hoitool.utils.config import to_dict
@@ -107,7 +106,9 @@ class PrepareResult:
 _W: dict = {}
 
 
-def _init_worker(mano_dir: str | None, planner_cfg: dict | None, threads: int = 1) -> None:
+def _init_worker(mano_dir: str | None, planner_cfg: dict | None, threads: int = 1, worker: bool = False) -> None:
+    if worker:  # Ctrl-C is the main process's business: it stops the pool
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     from hoitool.hand import HandModel
 
@@ -281,16 +282,20 @@ def _run(tasks: list, fn, cfg: PrepareConfig, planner: bool, on_done: Callable[[
             on_done(fn(t))
         return
     ctx = get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(cfg.workers, len(tasks)), mp_context=ctx, initializer=_init_worker,
-                             initargs=(cfg.mano_dir, pcfg, 1)) as ex:
+    ex = ProcessPoolExecutor(max_workers=min(cfg.workers, len(tasks)), mp_context=ctx, initializer=_init_worker,
+                             initargs=(cfg.mano_dir, pcfg, 1, True))
+    try:
         futures = [ex.submit(fn, t) for t in tasks]
-        try:
-            for f in as_completed(futures):
-                on_done(f.result())
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+        for f in as_completed(futures):
+            on_done(f.result())
+    except BaseException:
+        # stop now: finished shards are on disk, unfinished ones left nothing but .part files
+        procs = list(getattr(ex, "_processes", {}).values())
+        ex.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            p.terminate()
+        raise
+    ex.shutdown()
 
 
 def _resolve_categories(names: list[str] | None) -> list[str]:
@@ -302,7 +307,7 @@ def _resolve_categories(names: list[str] | None) -> list[str]:
     for n in names:
         c = canonical_category(n)
         if c not in GENERATORS:
-            raise InputError(f"no synthetic objects for category {n!r}; choose from: {', '.join(vocab_categories())}")
+            raise InputError(f"no synthetic objects for category {n!r}; choose from: {', '.join(GENERATORS)}")
         out.append(c)
     return out
 
@@ -443,6 +448,8 @@ def prepare(cfg: PrepareConfig, progress: Callable[[int, int], None] | None = No
     check_config(cfg)
     progress = progress or (lambda done, total: None)
     _check_or_write_config(cfg)
+    for stale in list(cfg.out.glob("**/.*.part")):  # temporaries of an interrupted run
+        stale.unlink()
     written = [cfg.out / "config.yaml"]
     if cfg.synthetic > 0:
         n_shards, skipped = _prepare_synthetic(cfg, progress)

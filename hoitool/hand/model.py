@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import smplx
