@@ -148,7 +148,7 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path):
     (tmp_path / "m.jsonl").write_text(json.dumps(rec) + "\n")
     (tmp_path / "empty.jsonl").write_text("")
     cases = [
-        (["--manifest", tmp_path / "m.jsonl"], "--scale 0.001"),
+        (["--manifest", tmp_path / "m.jsonl"], "millimetres: pass --scale 0.001"),
         (["--manifest", tmp_path / "missing.jsonl"], "not found"),
         (["--manifest", tmp_path / "empty.jsonl"], "no records"),
         ([], "either --manifest"),
@@ -160,10 +160,11 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path):
         assert r.exit_code == 2, (args, r.output)
         assert msg in r.output, (args, r.output)
         assert not (out / "index.jsonl").exists()
-    # with the hint followed, it works
-    r = runner.invoke(app, ["prepare-data", "--out", str(tmp_path / "ok"), "--workers", "1", "--no-preview",
+    # with the hint followed, it works, in the same --out as the failed run
+    r = runner.invoke(app, ["prepare-data", "--out", str(tmp_path / "out0"), "--workers", "1", "--no-preview",
                             "--manifest", str(tmp_path / "m.jsonl"), "--scale", "0.001"])
     assert r.exit_code == 0, r.output
+    assert read_index(tmp_path / "out0")[0]["category"] == "box"
 
 
 @pytest.mark.slow

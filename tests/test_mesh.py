@@ -29,8 +29,10 @@ def test_inverted_mesh_is_turned_outward(tmp_path):
 
 def test_millimetres_suggest_scale(tmp_path):
     p = _write(tmp_path, trimesh.creation.box((50.0, 80.0, 100.0)))
-    with pytest.raises(InputError, match=r"--scale 0\.001"):
+    with pytest.raises(InputError, match=r"millimetres: pass --scale 0\.001"):
         load_mesh(p)
+    with pytest.raises(InputError, match=r"centimetres: pass --scale 0\.01"):
+        load_mesh(_write(tmp_path, trimesh.creation.box((5.0, 8.0, 10.0)), "cm.obj"))
     m, _ = load_mesh(p, scale=0.001)
     assert np.allclose(m.extents, [0.05, 0.08, 0.1])
 

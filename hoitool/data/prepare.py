@@ -253,15 +253,23 @@ def _config_fingerprint(cfg: PrepareConfig) -> str:
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _has_work(out: Path) -> bool:
+    """Whether a folder holds finished shards or objects (not just a config)."""
+    return any(out.glob("shards/shard-*.json")) or any(out.glob("objects/*.npz"))
+
+
+def _config_conflict(cfg: PrepareConfig) -> bool:
+    path = cfg.out / "config.yaml"
+    if not path.exists() or not _has_work(cfg.out):
+        return False  # a run that failed before finishing anything does not bind the folder
+    return (yaml.safe_load(path.read_text()) or {}).get("fingerprint") != _config_fingerprint(cfg)
+
+
 def _check_or_write_config(cfg: PrepareConfig) -> Path:
     path = cfg.out / "config.yaml"
     fp = _config_fingerprint(cfg)
-    if path.exists():
-        old = yaml.safe_load(path.read_text()) or {}
-        if old.get("fingerprint") != fp:
-            raise HoiError(
-                f"{cfg.out} holds data prepared with other options: use another --out, or delete it to start over"
-            )
+    if _config_conflict(cfg):
+        raise HoiError(f"{cfg.out} holds data prepared with other options: use another --out, or delete it to start over")
     cfg.out.mkdir(parents=True, exist_ok=True)
     d = {"format_version": FORMAT_VERSION, "fingerprint": fp, **to_dict(cfg)}
     write_text(path, yaml.safe_dump(d, sort_keys=False))
@@ -437,8 +445,7 @@ def check_config(cfg: PrepareConfig) -> None:
         raise InputError(f"--out {cfg.out} exists and is not a folder")
     if cfg.synthetic > 0:
         _resolve_categories(cfg.categories)
-    cp = cfg.out / "config.yaml"
-    if cp.exists() and (yaml.safe_load(cp.read_text()) or {}).get("fingerprint") != _config_fingerprint(cfg):
+    if _config_conflict(cfg):
         raise HoiError(f"{cfg.out} holds data prepared with other options: use another --out, or delete it to start over")
 
 

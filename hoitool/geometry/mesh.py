@@ -38,11 +38,15 @@ class MeshReport:
 
 
 def _units_hint(extent: float) -> str:
-    if extent > 100 * MAX_OBJECT_EXTENT_M:
-        return "it looks like millimetres: pass --scale 0.001"
-    if extent > MAX_OBJECT_EXTENT_M:
-        return "it looks like centimetres (--scale 0.01) or millimetres (--scale 0.001)"
-    return "it looks too small: check its units and pass --scale"
+    """Suggest the unit that makes the object closest to a typical 10 cm."""
+    if extent <= MIN_OBJECT_EXTENT_M:
+        return "it looks too small: check its units and pass --scale"
+    units = [(0.001, "millimetres"), (0.01, "centimetres"), (0.0254, "inches")]
+    ok = [(abs(np.log(extent * s / 0.1)), s, n) for s, n in units if MIN_OBJECT_EXTENT_M <= extent * s <= MAX_OBJECT_EXTENT_M]
+    if not ok:
+        return "check its units and pass --scale"
+    _, s, n = min(ok)
+    return f"it looks like {n}: pass --scale {s:g}"
 
 
 def load_mesh(
