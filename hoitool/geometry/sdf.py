@@ -3,8 +3,9 @@
 Distances are exact point-to-triangle distances from libigl's AABB tree. The sign comes from
 the angle-weighted pseudonormal at the closest point for watertight meshes (exact, and free
 once the closest point is known), and from the fast generalised winding number for meshes
-with holes (robust, slower on meshes with large triangles). Chosen by `scripts/bench_sdf.py`
-over mesh-to-sdf and brute force; the README has the figures.
+with holes (robust, slower on meshes with large triangles). libigl was chosen among measured
+alternatives for being exact, sign-robust and a plain PyPI wheel; `scripts/bench_sdf.py`
+measures it against mesh-to-sdf, and the README has the figures.
 
 Truncation: pass `truncation` and only distances up to it are searched exactly; farther
 points get +-truncation. On grids their sign comes from the connected far region they lie
