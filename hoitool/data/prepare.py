@@ -284,8 +284,11 @@ def _run(tasks: list, fn, cfg: PrepareConfig, planner: bool, on_done: Callable[[
     """Run tasks in worker processes (or inline with one worker)."""
     pcfg = dataclasses.asdict(cfg.planner) if planner else None
     if cfg.workers <= 1 or len(tasks) <= 1:
-        if not _W or (planner and "planner" not in _W):
+        key = (cfg.mano_dir, json.dumps(pcfg, sort_keys=True))
+        if _W.get("key") != key:  # (re)build the hand models and planner for these options
+            _W.clear()
             _init_worker(cfg.mano_dir, pcfg, threads=torch.get_num_threads())
+            _W["key"] = key
         for t in tasks:
             on_done(fn(t))
         return
