@@ -174,3 +174,13 @@ def test_console_script_runs():
         pytest.skip("the hoitool console script is not installed in this environment (pip install -e .)")
     r = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "prepare-data" in r.stdout
+
+
+@pytest.mark.slow
+def test_prepared_folder_can_move(synth_dir, tmp_path):
+    import shutil
+
+    moved = tmp_path / "moved"
+    shutil.copytree(synth_dir, moved)
+    rec = load_record(moved, 0)
+    assert rec.object_mesh.startswith(str(moved)) and Path(rec.object_mesh).is_file()

@@ -5,7 +5,8 @@ finished work; `index.jsonl` is written last, so a folder without it is unfinish
 
     config.yaml             resolved options
     objects/<id>.npz        per object: canonical SDF grid `sdf` (R, R, R) float32 in its
-                            unit-ball frame (u units), `uTo` (4, 4), `mesh` path, `category`
+                            unit-ball frame (u units), `uTo` (4, 4), `mesh` path (relative
+                            to the folder when the mesh is inside it), `category`
     objects/meshes/*.obj    the synthetic corpus's meshes
     manifest.jsonl          the synthetic corpus as a generic manifest (synthetic mode)
     shards/shard-NNNNN.npz  per record: `object_grid` (N, 64, 64, 64) float16 in [-1, 1]
@@ -180,7 +181,8 @@ def _synthetic_shard(task: dict) -> dict:
         with atomic_path(mesh_path) as tmp:
             mesh.export(tmp, file_type="obj")
         sdf, uTo = _canonical(mesh, cfg["resolution"], cfg["truncation_m"])
-        _save_object(out, oid, sdf, uTo, str(mesh_path), cat, 1.0)
+        rel_mesh = str(mesh_path.relative_to(out))  # inside OUT: stored relative, so OUT can move
+        _save_object(out, oid, sdf, uTo, rel_mesh, cat, 1.0)
         vol = SDFVolume(sdf, uTo)
         gb = planner.plan(mesh, vol, cfg["grasps_per_object"], cfg["seed"], oid)
         summary["candidates"] += gb.candidates
@@ -195,7 +197,7 @@ def _synthetic_shard(task: dict) -> dict:
         _add(arrays, grids, gb.params, np.zeros(gb.params.batch_size, bool))
         for i in range(gb.params.batch_size):
             meta.append({"id": f"{oid}-g{i:02d}", "category": cat, "object_id": oid, "side": "right",
-                         "source": "synthetic", "object_mesh": str(mesh_path), "scale": 1.0, **_quality_meta(q, i)})
+                         "source": "synthetic", "object_mesh": rel_mesh, "scale": 1.0, **_quality_meta(q, i)})
     summary["records"] = len(meta)
     write_json(out / "shards" / f"shard-{task['shard']:05d}.planner.json", summary)
     _write_shard(out, task["shard"], arrays, meta)
@@ -512,7 +514,7 @@ def _index_to_records(cfg: PrepareConfig, index: list[dict]) -> list[HOIRecord]:
                 arrays = {k: z[k] for k in ("global_orient", "hand_pose", "betas", "transl")}
             meta = json.loads(stem.with_suffix(".json").read_text())
         i, m = r["row"], meta[r["row"]]
-        out.append(HOIRecord(object_mesh=m["object_mesh"], category=r["category"], side=r["side"],
+        out.append(HOIRecord(object_mesh=str(cfg.out / m["object_mesh"]), category=r["category"], side=r["side"],
                              global_orient=arrays["global_orient"][i], hand_pose=arrays["hand_pose"][i],
                              betas=arrays["betas"][i], transl=arrays["transl"][i], id=r["id"], source=r["source"]))
     return out

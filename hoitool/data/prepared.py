@@ -75,7 +75,8 @@ def _row(root: Path, entry: dict) -> PreparedRecord:
         arrays = {k: z[k][r] for k in ("object_grid", "hTo", "nTh", "mirrored", *HAND_KEYS)}
     return PreparedRecord(
         id=entry["id"], category=entry["category"], object_id=entry["object_id"], side=entry["side"],
-        source=entry["source"], object_mesh=meta["object_mesh"], scale=float(meta.get("scale", 1.0)),
+        source=entry["source"], object_mesh=str(root / meta["object_mesh"]),  # absolute paths stay as they are
+        scale=float(meta.get("scale", 1.0)),
         hand=HandParams.from_numpy({k: arrays[k] for k in HAND_KEYS}, side=entry["side"]),
         object_grid=arrays["object_grid"].astype(np.float32), hTo=arrays["hTo"], nTh=arrays["nTh"],
         mirrored=bool(arrays["mirrored"]),
