@@ -46,7 +46,8 @@ def test_planner_grasps_pass_the_gates(right_hand):
     planner = GraspPlanner(right_hand, PlannerConfig())
     gb = planner.plan(m, SDFVolume(grid, uTo), n=2, seed=0, key="can", batch=24, max_candidates=96)
     assert gb.params.batch_size >= 1, gb.rejected
-    q = planner.evaluate(m, gb.params)
+    q = planner.evaluate(m, gb.params)  # an independent re-check of what the planner reports
+    assert np.allclose(q.penetration_m, gb.quality.penetration_m) and np.array_equal(q.fingers, gb.quality.fingers)
     cfg = planner.cfg
     assert (np.maximum(q.penetration_m, q.object_in_hand_m) <= cfg.max_penetration_m).all()
     assert q.fingers[:, 0].all() and (q.fingers.sum(1) >= cfg.min_fingers).all() and q.opposed.all()

@@ -192,7 +192,7 @@ def _synthetic_shard(task: dict) -> dict:
         summary["objects"].append(oid)
         if gb.params.batch_size == 0:
             continue
-        q = planner.evaluate(mesh, gb.params)
+        q = gb.quality
         grids = _grids_for(out, oid, gb.params, cfg["resolution"])
         _add(arrays, grids, gb.params, np.zeros(gb.params.batch_size, bool))
         for i in range(gb.params.batch_size):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from hoitool.geometry.grid import HAND_CLAMP, LATENT_RES, N_UNIT_M, grid_coords, nTh_from_joints
+from hoitool.geometry.grid import HAND_CLAMP, LATENT_RES, grid_coords, nTh_from_joints
 from hoitool.geometry.transforms import apply_transform, invert_transform
 from hoitool.hand.fitting import fit_to_keypoints
 from hoitool.hand.model import HandModel, HandParams
@@ -83,4 +83,4 @@ def pose_from_field(hand: HandModel, field: torch.Tensor, betas: torch.Tensor | 
     return fit_to_keypoints(hand, target, init, weights, iters=iters).params
 
 
-__all__ = ["skeletal_field", "hand_field", "keypoints_from_field", "pose_from_field", "N_UNIT_M"]
+__all__ = ["skeletal_field", "hand_field", "keypoints_from_field", "pose_from_field"]

@@ -17,6 +17,7 @@ only on (seed, object key, i), so results do not depend on the batch size.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -89,10 +90,8 @@ class GraspBatch:
     """Accepted grasps of one object (hand parameters in the object frame) with their quality."""
 
     params: HandParams
-    penetration_m: np.ndarray
-    """(K,) deepest hand vertex inside the object, metres."""
-    fingers: np.ndarray
-    """(K, 5) bool: thumb, index, middle, ring, little in contact."""
+    quality: ContactQuality
+    """Exact contact figures of the kept grasps (as checked by the gates)."""
     candidates: int = 0
     """How many candidates were optimised to get these."""
     rejected: dict = field(default_factory=dict)
@@ -234,7 +233,7 @@ class GraspPlanner:
         """Plan until `n` grasps pass the gates (or `max_candidates` were tried)."""
         cfg = self.cfg
         kept: list[HandParams] = []
-        depths, fingers = [], []
+        kept_quality: list[ContactQuality] = []
         tried = 0
         rejected = {"penetration": 0, "no_thumb": 0, "too_few_fingers": 0, "no_opposition": 0, "object_in_hand": 0}
         while sum(p.batch_size for p in kept) < n and tried < max_candidates:
@@ -264,13 +263,15 @@ class GraspPlanner:
             good = np.nonzero(alive)[0]
             if len(good):
                 kept.append(params[torch.as_tensor(good)])
-                depths.append(np.maximum(qual.penetration_m, inside)[good])
-                fingers.append(fing[good])
+                kept_quality.append(ContactQuality(qual.penetration_m[good], inside[good], fing[good],
+                                                   qual.palm[good], qual.opposed[good]))
         if not kept:
             empty = HandParams.zeros(0, self.hand.side)
-            return GraspBatch(empty, np.zeros(0), np.zeros((0, 5), bool), tried, rejected)
-        params = HandParams.cat(kept)[:n]
-        return GraspBatch(params, np.concatenate(depths)[:n], np.concatenate(fingers)[:n], tried, rejected)
+            none = ContactQuality(np.zeros(0), np.zeros(0), np.zeros((0, 5), bool), np.zeros(0, bool), np.zeros(0, bool))
+            return GraspBatch(empty, none, tried, rejected)
+        quality = ContactQuality(*(np.concatenate([getattr(q, f.name) for q in kept_quality])[:n]
+                                   for f in dataclasses.fields(ContactQuality)))
+        return GraspBatch(HandParams.cat(kept)[:n], quality, tried, rejected)
 
 
 def _pad(groups: list[np.ndarray]) -> torch.Tensor:
