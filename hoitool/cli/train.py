@@ -1,0 +1,154 @@
+"""`hoitool train vqvae|ghop`: the G-HOP models on a prepared folder.
+
+Multi-process (DDP; gloo on CPU, nccl on CUDA), same options:
+    torchrun --nproc_per_node 2 -m hoitool train vqvae --data DATA --out RUN
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from hoitool.cli.common import console, err_console, progress_bar, setup_logging, summary, user_errors
+
+app = typer.Typer(help="Train a model (see `hoitool train MODEL --help`).", no_args_is_help=True, add_completion=False)
+
+RESUME_HELP = "'auto' continues RUN's last checkpoint if there is one; 'never' refuses a RUN that has one; or a checkpoint to start from."
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+@contextlib.contextmanager
+def _train_progress(name: str) -> Iterator:
+    """A progress bar with loss and rate, shown from the first finished step (so errors found
+    while setting up print alone); None on ranks other than 0."""
+    import time
+
+    if _rank() != 0:
+        yield None
+        return
+    prog = Progress(SpinnerColumn(), TextColumn(f"[bold]training {name}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} step/s"),
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err_console)
+    state: dict = {}
+
+    def update(step: int, total: int, entry: dict) -> None:
+        now = time.time()
+        if not state:
+            prog.start()
+            state.update(task=prog.add_task(name, total=total, loss="-", rate="-"), first=(step, now))
+        s0, t0 = state["first"]
+        rate = (step - s0) / (now - t0) if now > t0 else 0.0
+        prog.update(state["task"], completed=step, total=total, loss=f"{entry['loss']:.4f}", rate=f"{rate:.2f}")
+
+    try:
+        yield update
+    finally:
+        if state:
+            prog.stop()
+
+
+def _report(name: str, res, cfg) -> None:
+    if _rank() != 0:
+        return
+    ran = res.step - res.resumed_from
+    lines = [f"{res.step} steps in all" + (f" (resumed at {res.resumed_from})" if res.resumed_from else ""),
+             f"this call: {ran} steps in {res.seconds:.0f} s ({ran / max(res.seconds, 1e-9):.2f} step/s)"]
+    if res.losses:
+        k = max(1, len(res.losses) // 10)
+        lines.append(f"loss: first {sum(res.losses[:k]) / k:.4f}, last {sum(res.losses[-k:]) / k:.4f} (means of {k} steps)")
+    summary(f"train {name}", res.written, lines)
+
+
+def _train_config(out, steps, batch_size, lr, device, resume, seed, checkpoint_every, log_every, **kw):
+    from hoitool.train.loop import TrainConfig
+
+    return TrainConfig(out=str(out), steps=steps, batch_size=batch_size, lr=lr, device=device, resume=resume, seed=seed,
+                       checkpoint_every=checkpoint_every, log_every=log_every, **kw)
+
+
+@app.command("vqvae")
+def train_vqvae(
+    data: Path = typer.Option(..., "--data", help="Prepared folder (hoitool prepare-data)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
+    steps: int = typer.Option(800, "--steps", min=1, help="Optimiser steps in all."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Global batch (split over torchrun processes)."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (cosine decay to lr/10)."),
+    channels: int = typer.Option(16, "--channels", min=4, help="Base channel count."),
+    codebook_size: int = typer.Option(512, "--codebook-size", min=2, help="Codebook entries."),
+    patch: int = typer.Option(2, "--patch", min=1, help="Voxels per side folded into channels first (1 = none)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N."),
+    resume: str = typer.Option("auto", "--resume", help=RESUME_HELP),
+    seed: int = typer.Option(0, "--seed"),
+    checkpoint_every: int = typer.Option(100, "--checkpoint-every", min=1, help="Steps between checkpoints."),
+    log_every: int = typer.Option(10, "--log-every", min=1, help="Steps between metrics.jsonl / tensorboard entries."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved options and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Train the VQ-VAE that compresses 64^3 object grids to 3 x 16^3 latents."""
+    from hoitool.models.vqvae import VQVAEConfig
+    from hoitool.train.loop import train
+    from hoitool.train.tasks import VQVAETask
+    from hoitool.utils.config import dump_yaml
+
+    setup_logging(verbose)
+    with user_errors():
+        model = VQVAEConfig(patch=patch, channels=channels, codebook_size=codebook_size)
+        cfg = _train_config(out, steps, batch_size, lr, device, resume, seed, checkpoint_every, log_every, betas=(0.5, 0.9))
+        if dry_run:
+            console.print(dump_yaml({"train": cfg, "model": model, "data": str(data)}))
+            return
+        task = VQVAETask(data, model)
+        with _train_progress("vqvae") as update:
+            res = train(task, cfg, update)
+        _report("vqvae", res, cfg)
+
+
+@app.command("ghop")
+def train_ghop(
+    data: Path = typer.Option(..., "--data", help="Prepared folder (hoitool prepare-data)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
+    vqvae: Optional[Path] = typer.Option(None, "--vqvae", help="VQ-VAE run folder or model.pt (default: the shipped one)."),
+    steps: int = typer.Option(1000, "--steps", min=1, help="Optimiser steps in all."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Global batch (split over torchrun processes)."),
+    lr: float = typer.Option(4e-4, "--lr", help="Peak learning rate (cosine decay to lr/10)."),
+    channels: int = typer.Option(32, "--channels", min=8, help="Base channel count of the UNet."),
+    text_encoder: str = typer.Option("minilm", "--text-encoder", help="'minilm' (shipped) or a local transformers text encoder folder (e.g. CLIP)."),
+    text_dropout: float = typer.Option(0.2, "--text-dropout", min=0.0, max=1.0, help="Share of samples trained with the empty prompt."),
+    copies: int = typer.Option(4, "--copies", min=1, help="Encoded copies per record (the first as prepared, the rest augmented)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N."),
+    resume: str = typer.Option("auto", "--resume", help=RESUME_HELP),
+    seed: int = typer.Option(0, "--seed"),
+    checkpoint_every: int = typer.Option(100, "--checkpoint-every", min=1, help="Steps between checkpoints."),
+    log_every: int = typer.Option(10, "--log-every", min=1, help="Steps between metrics.jsonl / tensorboard entries."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved options and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Train the interaction prior: a text-conditioned 3D diffusion model over [VQ-VAE latent | hand field] grids."""
+    from hoitool.models.unet3d import UNetConfig
+    from hoitool.train.loop import train
+    from hoitool.train.tasks import GHOPTask, PriorOptions
+    from hoitool.utils.config import dump_yaml
+
+    setup_logging(verbose)
+    with user_errors():
+        model = UNetConfig(channels=channels)
+        opts = PriorOptions(text_encoder=text_encoder, text_dropout=text_dropout, copies=copies)
+        cfg = _train_config(out, steps, batch_size, lr, device, resume, seed, checkpoint_every, log_every, weight_decay=0.01)
+        if dry_run:
+            console.print(dump_yaml({"train": cfg, "model": model, "options": opts, "data": str(data),
+                                     "vqvae": str(vqvae) if vqvae else "shipped default"}))
+            return
+        task = GHOPTask(data, vqvae, model, opts, cache=Path(out) / "latents.pt", encode=False)
+        with (contextlib.nullcontext(None) if _rank() != 0 else progress_bar("encoding records with the VQ-VAE")) as enc:
+            task.encode(progress=enc)
+        with _train_progress("ghop") as update:
+            res = train(task, cfg, update)
+        _report("ghop", res, cfg)

@@ -1,0 +1,139 @@
+"""The interaction prior: a text-conditioned diffusion model over G-HOP's interaction grids.
+
+x (B, 23, 16, 16, 16) = [object latent (3, VQ-VAE pre-quantisation, normalised to about
+[-1, 1] per channel) | hand field (20, squared distances in n units / 0.12 * 2 - 1)].
+Noise schedules and DDIM steps are diffusers' (scaled_linear betas 0.0015-0.0195, T = 1000,
+epsilon prediction); sampling uses classifier-free guidance against the empty prompt.
+
+    prior = load_prior()                      # the shipped default, or load_prior("runs/ghop")
+    x = prior.sample(["mug"] * 4, steps=100, guidance=4.0, seed=0)
+    out = prior.decode(x)                     # out.object_grid (4, 1, 64, 64, 64), out.field (4, 20, 16, 16, 16)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from hoitool.geometry.grid import HAND_CLAMP
+from hoitool.models.text import TextEncoder, prompt_for
+from hoitool.models.unet3d import UNet3D
+from hoitool.models.vqvae import VQVAE
+from hoitool.utils.seeding import torch_generator
+
+OBJECT_CHANNELS = 3
+
+
+@dataclass
+class ScheduleConfig:
+    """The noise schedule (diffusers' names)."""
+
+    num_train_timesteps: int = 1000
+    beta_start: float = 0.0015
+    beta_end: float = 0.0195
+    beta_schedule: str = "scaled_linear"
+
+
+def train_scheduler(cfg: ScheduleConfig):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(**asdict(cfg), prediction_type="epsilon", clip_sample=False)
+
+
+def ddim_scheduler(cfg: ScheduleConfig):
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(**asdict(cfg), prediction_type="epsilon", clip_sample=True, clip_sample_range=1.0,
+                         set_alpha_to_one=False, steps_offset=1)
+
+
+def field_to_x(field: torch.Tensor) -> torch.Tensor:
+    return field / HAND_CLAMP * 2 - 1
+
+
+def x_to_field(x: torch.Tensor) -> torch.Tensor:
+    return ((x + 1) / 2 * HAND_CLAMP).clamp(0, HAND_CLAMP)
+
+
+@dataclass
+class DecodedInteraction:
+    object_grid: torch.Tensor
+    """(B, 1, 64, 64, 64) object SDF in [-1, 1] (x 0.2 n units = x 4 cm) in the frame n."""
+    field: torch.Tensor
+    """(B, 20, 16, 16, 16) hand skeletal field (squared n units, clamped at 0.12)."""
+
+
+class InteractionPrior(nn.Module):
+    """Denoiser + frozen VQ-VAE + latent normalisation + text embeddings."""
+
+    def __init__(self, unet: UNet3D, vqvae: VQVAE, latent_shift: torch.Tensor, latent_scale: torch.Tensor,
+                 schedule: ScheduleConfig | None = None, text_encoder: str = "minilm", text_embeddings: dict | None = None,
+                 categories: list[str] | None = None):
+        super().__init__()
+        self.unet = unet
+        self.vqvae = vqvae.eval().requires_grad_(False)
+        self.register_buffer("latent_shift", torch.as_tensor(latent_shift, dtype=torch.float32).reshape(1, -1, 1, 1, 1))
+        self.register_buffer("latent_scale", torch.as_tensor(latent_scale, dtype=torch.float32).reshape(1, -1, 1, 1, 1))
+        self.schedule = schedule or ScheduleConfig()
+        self.text = TextEncoder(text_encoder, known={k: np.asarray(v) for k, v in (text_embeddings or {}).items()})
+        self.categories = list(categories or [])
+
+    @property
+    def device(self) -> torch.device:
+        return self.latent_shift.device
+
+    def pack(self, z: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
+        """Object latent (B, 3, r, r, r) and hand field (B, 20, r, r, r) -> x (B, 23, r, r, r)."""
+        return torch.cat([(z - self.latent_shift) / self.latent_scale, field_to_x(field)], dim=1)
+
+    def unpack(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x[:, :OBJECT_CHANNELS] * self.latent_scale + self.latent_shift, x_to_field(x[:, OBJECT_CHANNELS:])
+
+    def context(self, categories: list[str]) -> torch.Tensor:
+        """(B, 1, D) text tokens of the categories' prompts ('' -> the unconditional prompt)."""
+        return self.text.encode([prompt_for(c) for c in categories])[:, None].to(self.device)
+
+    def guided_eps(self, x: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor, null: torch.Tensor, guidance: float) -> torch.Tensor:
+        """Classifier-free guidance: eps_null + guidance * (eps_text - eps_null)."""
+        if guidance == 1.0:
+            return self.unet(x, t, ctx)
+        e = self.unet(torch.cat([x, x]), torch.cat([t, t]), torch.cat([ctx, null]))
+        e_c, e_u = e.chunk(2)
+        return e_u + guidance * (e_c - e_u)
+
+    @torch.no_grad()
+    def sample(self, categories: list[str], steps: int = 100, guidance: float = 4.0, seed: int = 0,
+               batch_size: int = 16, progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """DDIM samples x0 (B, 23, r, r, r); sample i depends only on (seed, i)."""
+        self.unet.eval()
+        r = self.vqvae.config.downsampling
+        res = 64 // r
+        B = len(categories)
+        shape = (self.unet.config.in_channels, res, res, res)
+        noise = torch.stack([torch.randn(shape, generator=torch_generator(seed, "sample", i)) for i in range(B)]).to(self.device)
+        ctx_all, null_all = self.context(categories), self.context([""] * B)
+        out = []
+        total, done = B * steps, 0
+        for s in range(0, B, batch_size):
+            sched = ddim_scheduler(self.schedule)
+            sched.set_timesteps(steps)
+            x, ctx, null = noise[s:s + batch_size], ctx_all[s:s + batch_size], null_all[s:s + batch_size]
+            for t in sched.timesteps:
+                tt = torch.full((x.shape[0],), int(t), device=self.device, dtype=torch.long)
+                eps = self.guided_eps(x, tt, ctx, null, guidance)
+                x = sched.step(eps, t, x, eta=0.0).prev_sample
+                done += x.shape[0]
+                if progress is not None:
+                    progress(done, total)
+            out.append(x)
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def decode(self, x: torch.Tensor, batch_size: int = 8) -> DecodedInteraction:
+        z, field = self.unpack(x)
+        grids = torch.cat([self.vqvae.decode_latent(z[i:i + batch_size]) for i in range(0, len(z), batch_size)])
+        return DecodedInteraction(grids.clamp(-1, 1), field)

@@ -1,0 +1,1 @@
+"""One training loop for every model (hoitool.train.loop) and the models' tasks."""
