@@ -69,7 +69,8 @@ def install(runs: Path, args) -> list[Path]:
         with atomic_path(out / name) as tmp:
             torch.save(d, tmp)
         written.append(out / name)
-    info = {"date": datetime.date.today().isoformat(), "command": " ".join(["python", "scripts/train_default_prior.py", *sys.argv[1:]]),
+    info = {"date": datetime.date.today().isoformat(), "command": "python scripts/train_default_prior.py --install",
+            "this_invocation": " ".join(["python", "scripts/train_default_prior.py", *sys.argv[1:]]),
             "data": {"command": f"hoitool prepare-data --synthetic {args.records} --seed 0", "records": args.records},
             "vqvae": {"config": VQ, "steps": args.vq_steps, "batch_size": args.vq_batch, "lr": args.vq_lr},
             "ghop": {"config": UNET, "steps": args.prior_steps, "batch_size": args.prior_batch, "lr": args.prior_lr},
@@ -106,7 +107,8 @@ def write_card() -> Path:
         f"- Date {info['date']}, torch {info['torch']}, device `{info['device']}`.",
         f"- Data: `{info['data']['command']}` ({info['data']['records']} records; 14 categories, 8 planned grasps",
         "  per object, all right hands).",
-        f"- Command: `{info['command']} --install`.",
+        f"- Command: `{info['command']}` (stages can also be run one by one, each resuming: `--stage vqvae`,",
+        f"  `--stage ghop`, then `--stage none --install`; these files came from `{info['this_invocation']}`).",
         f"- VQ-VAE: {json.dumps(info['vqvae']['config'])}; {info['vqvae']['steps']} steps, batch {info['vqvae']['batch_size']},",
         f"  lr {info['vqvae']['lr']} (AdamW betas 0.5/0.9, cosine to lr/10), augmentation: random rotation of the grid frame",
         "  (any angle) and shifts up to 2 cm.",
@@ -183,11 +185,11 @@ def main(argv=None) -> int:
     ap.add_argument("--vq-steps", type=int, default=800)
     ap.add_argument("--vq-batch", type=int, default=8)
     ap.add_argument("--vq-lr", type=float, default=1e-3)
-    ap.add_argument("--prior-steps", type=int, default=1000)
+    ap.add_argument("--prior-steps", type=int, default=1200)
     ap.add_argument("--prior-batch", type=int, default=16)
     ap.add_argument("--prior-lr", type=float, default=4e-4)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--stage", choices=["all", "vqvae", "ghop"], default="all")
+    ap.add_argument("--stage", choices=["all", "vqvae", "ghop", "none"], default="all", help="none: only --install")
     ap.add_argument("--install", action="store_true", help="copy the results into assets/models/")
     args = ap.parse_args(argv)
 

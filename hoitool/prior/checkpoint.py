@@ -10,7 +10,7 @@ from hoitool.assets import asset_dir
 from hoitool.errors import HoiError, InputError
 from hoitool.models.unet3d import unet_from_dict
 from hoitool.models.vqvae import VQVAE, vqvae_from_dict
-from hoitool.prior.model import InteractionPrior, ScheduleConfig
+from hoitool.prior.model import GridNormaliser, InteractionPrior, ScheduleConfig
 
 DEFAULTS = {"vqvae": "ghop_vqvae.pt", "ghop": "ghop_prior.pt"}
 
@@ -42,7 +42,7 @@ def read_model(path: str | Path | None, kind: str) -> dict:
         d = {"kind": d["task_name"], "step": d["step"], "state_dict": d["ema"], **d["export"]}
     if d.get("kind") != kind:
         raise InputError(f"{p} holds a {d.get('kind')} model, not {kind}")
-    d["path"] = str(p)
+    d["path"] = str(p.resolve())
     return d
 
 
@@ -65,7 +65,9 @@ def load_prior(path: str | Path | None = None, device: str | torch.device = "cpu
     unet = unet_from_dict(d["unet"])
     unet.load_state_dict(_float(d["state_dict"]))
     vq = vqvae_from_model({"config": d["vqvae"]["config"], "state_dict": d["vqvae"]["state_dict"]})
-    prior = InteractionPrior(unet.eval(), vq, d["latent_shift"], d["latent_scale"], ScheduleConfig(**d["schedule"]),
+    n = d["normaliser"]
+    norm = GridNormaliser(n["latent_shift"], n["latent_scale"], n.get("template"), n.get("spread"), n.get("clip", 1.0))
+    prior = InteractionPrior(unet.eval(), vq, norm, ScheduleConfig(**d["schedule"]),
                              d["text_encoder"], d.get("text_embeddings"), d.get("categories"))
     prior.source = d["path"]
     prior.step = d.get("step")

@@ -1,7 +1,11 @@
 """The interaction prior: a text-conditioned diffusion model over G-HOP's interaction grids.
 
-x (B, 23, 16, 16, 16) = [object latent (3, VQ-VAE pre-quantisation, normalised to about
-[-1, 1] per channel) | hand field (20, squared distances in n units / 0.12 * 2 - 1)].
+x (B, 23, 16, 16, 16) = [object latent (3, VQ-VAE pre-quantisation) | hand field (20, squared
+distances in n units)], each channel mapped to about [-1, 1], then centred on the training
+data's mean grid and divided by its per-voxel spread (`GridNormaliser`). In the
+hand-centric frame most voxels are the same in every record (empty space, the hand's own
+neighbourhood), so without centring the data varies by a few percent of the noise and a
+small model trained briefly learns little beyond the mean (measured: see assets/models/CARD.md).
 Noise schedules and DDIM steps are diffusers' (scaled_linear betas 0.0015-0.0195, T = 1000,
 epsilon prediction); sampling uses classifier-free guidance against the empty prompt.
 
@@ -44,10 +48,11 @@ def train_scheduler(cfg: ScheduleConfig):
     return DDPMScheduler(**asdict(cfg), prediction_type="epsilon", clip_sample=False)
 
 
-def ddim_scheduler(cfg: ScheduleConfig):
+def ddim_scheduler(cfg: ScheduleConfig, clip: float = 1.0):
+    """DDIM; predicted x0 is clipped to [-clip, clip] (the range of the normalised training data)."""
     from diffusers import DDIMScheduler
 
-    return DDIMScheduler(**asdict(cfg), prediction_type="epsilon", clip_sample=True, clip_sample_range=1.0,
+    return DDIMScheduler(**asdict(cfg), prediction_type="epsilon", clip_sample=True, clip_sample_range=float(clip),
                          set_alpha_to_one=False, steps_offset=1)
 
 
@@ -57,6 +62,55 @@ def field_to_x(field: torch.Tensor) -> torch.Tensor:
 
 def x_to_field(x: torch.Tensor) -> torch.Tensor:
     return ((x + 1) / 2 * HAND_CLAMP).clamp(0, HAND_CLAMP)
+
+
+class GridNormaliser(nn.Module):
+    """Raw interaction grids <-> the diffusion model's x.
+
+    raw: object latent z (B, 3, r, r, r) and hand field (B, 20, r, r, r). First
+    u = [(z - latent_shift) / latent_scale | field / 0.12 * 2 - 1] (about [-1, 1]), then
+    x = (u - template) / spread, with template and spread the data's per-voxel mean and standard
+    deviation of u; `clip`, the 99.9th percentile of |x| over the training data, bounds the
+    predicted x0 while sampling (larger values let an imperfect model's samples run away).
+    """
+
+    def __init__(self, latent_shift, latent_scale, template=None, spread=None, clip: float = 1.0):
+        super().__init__()
+        f = dict(dtype=torch.float32)
+        self.register_buffer("latent_shift", torch.as_tensor(latent_shift, **f).reshape(1, -1, 1, 1, 1))
+        self.register_buffer("latent_scale", torch.as_tensor(latent_scale, **f).reshape(1, -1, 1, 1, 1))
+        self.register_buffer("template", torch.zeros(1, 1, 1, 1, 1) if template is None else torch.as_tensor(template, **f).reshape(1, *template.shape[-4:]))
+        self.register_buffer("spread", torch.ones(1, 1, 1, 1, 1) if spread is None else torch.as_tensor(spread, **f).reshape(1, *spread.shape[-4:]))
+        self.clip = float(clip)
+
+    def unit(self, z: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
+        return torch.cat([(z - self.latent_shift) / self.latent_scale, field_to_x(field)], dim=1)
+
+    def pack(self, z: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
+        return (self.unit(z, field) - self.template) / self.spread
+
+    def unpack(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        u = x * self.spread + self.template
+        return u[:, :OBJECT_CHANNELS] * self.latent_scale + self.latent_shift, x_to_field(u[:, OBJECT_CHANNELS:])
+
+    @classmethod
+    def fit(cls, z: torch.Tensor, field: torch.Tensor, floor: float = 0.05) -> "GridNormaliser":
+        """From training latents (N, 3, r, r, r) and fields (N, 20, r, r, r): per-voxel mean and
+        standard deviation (at least `floor`, so voxels that never change stay near 0)."""
+        flat = z.transpose(0, 1).reshape(z.shape[1], -1)
+        sub = flat[:, :: max(1, flat.shape[1] // 100000)]
+        lo, hi = torch.quantile(sub, torch.tensor([0.001, 0.999]), dim=1)
+        base = cls((hi + lo) / 2, ((hi - lo) / 2).clamp_min(1e-3))
+        u = torch.cat([base.unit(z[i:i + 256], field[i:i + 256].float()) for i in range(0, len(z), 256)])
+        template = u.mean(0)
+        spread = u.std(0).clamp_min(floor)
+        a = ((u - template) / spread).abs().flatten()
+        clip = float(torch.quantile(a[:: max(1, a.numel() // 1_000_000)], 0.999))
+        return cls(base.latent_shift.flatten(), base.latent_scale.flatten(), template, spread, clip)
+
+    def state(self) -> dict:
+        return {"latent_shift": self.latent_shift.flatten(), "latent_scale": self.latent_scale.flatten(),
+                "template": self.template[0], "spread": self.spread[0], "clip": self.clip}
 
 
 @dataclass
@@ -70,28 +124,27 @@ class DecodedInteraction:
 class InteractionPrior(nn.Module):
     """Denoiser + frozen VQ-VAE + latent normalisation + text embeddings."""
 
-    def __init__(self, unet: UNet3D, vqvae: VQVAE, latent_shift: torch.Tensor, latent_scale: torch.Tensor,
+    def __init__(self, unet: UNet3D, vqvae: VQVAE, norm: GridNormaliser,
                  schedule: ScheduleConfig | None = None, text_encoder: str = "minilm", text_embeddings: dict | None = None,
                  categories: list[str] | None = None):
         super().__init__()
         self.unet = unet
         self.vqvae = vqvae.eval().requires_grad_(False)
-        self.register_buffer("latent_shift", torch.as_tensor(latent_shift, dtype=torch.float32).reshape(1, -1, 1, 1, 1))
-        self.register_buffer("latent_scale", torch.as_tensor(latent_scale, dtype=torch.float32).reshape(1, -1, 1, 1, 1))
+        self.norm = norm
         self.schedule = schedule or ScheduleConfig()
         self.text = TextEncoder(text_encoder, known={k: np.asarray(v) for k, v in (text_embeddings or {}).items()})
         self.categories = list(categories or [])
 
     @property
     def device(self) -> torch.device:
-        return self.latent_shift.device
+        return self.norm.latent_shift.device
 
     def pack(self, z: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
         """Object latent (B, 3, r, r, r) and hand field (B, 20, r, r, r) -> x (B, 23, r, r, r)."""
-        return torch.cat([(z - self.latent_shift) / self.latent_scale, field_to_x(field)], dim=1)
+        return self.norm.pack(z, field)
 
     def unpack(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return x[:, :OBJECT_CHANNELS] * self.latent_scale + self.latent_shift, x_to_field(x[:, OBJECT_CHANNELS:])
+        return self.norm.unpack(x)
 
     def context(self, categories: list[str]) -> torch.Tensor:
         """(B, 1, D) text tokens of the categories' prompts ('' -> the unconditional prompt)."""
@@ -119,7 +172,7 @@ class InteractionPrior(nn.Module):
         out = []
         total, done = B * steps, 0
         for s in range(0, B, batch_size):
-            sched = ddim_scheduler(self.schedule)
+            sched = ddim_scheduler(self.schedule, self.norm.clip)
             sched.set_timesteps(steps)
             x, ctx, null = noise[s:s + batch_size], ctx_all[s:s + batch_size], null_all[s:s + batch_size]
             for t in sched.timesteps:

@@ -17,7 +17,7 @@ from hoitool.models.unet3d import UNet3D, UNetConfig
 from hoitool.models.vqvae import VQVAE, VQVAEConfig
 from hoitool.prior.checkpoint import read_model, vqvae_from_model
 from hoitool.prior.data import InteractionData, random_rigid
-from hoitool.prior.model import ScheduleConfig, field_to_x, train_scheduler
+from hoitool.prior.model import GridNormaliser, ScheduleConfig, train_scheduler
 from hoitool.utils.seeding import torch_generator
 
 
@@ -117,7 +117,8 @@ class GHOPTask:
         if cache is not None and cache.exists():
             d = torch.load(cache, map_location="cpu", weights_only=False)
             if d.get("key") == key:
-                self.latents, self.fields, self.shift, self.scale = d["latents"], d["fields"], d["shift"], d["scale"]
+                self.latents, self.fields = d["latents"], d["fields"]
+                self.norm = GridNormaliser.fit(self.latents[:, 0], self.fields)
                 return
         if log:
             log(f"encoding {len(self.data)} records x {self.opts.copies} copies with the VQ-VAE")
@@ -139,14 +140,12 @@ class GHOPTask:
                         progress(done, total)
                 lat.append(torch.stack(per_copy, dim=1))
         self.latents, self.fields = torch.cat(lat), torch.cat(fields)
-        flat = self.latents[:, 0].transpose(0, 1).reshape(self.latents.shape[2], -1)
-        lo, hi = torch.quantile(flat[:, :: max(1, flat.shape[1] // 100000)], torch.tensor([0.001, 0.999]), dim=1)
-        self.shift, self.scale = (hi + lo) / 2, ((hi - lo) / 2).clamp_min(1e-3)
         if cache is not None:
             from hoitool.utils.io import atomic_path
 
             with atomic_path(cache) as tmp:
-                torch.save({"key": key, "latents": self.latents, "fields": self.fields, "shift": self.shift, "scale": self.scale}, tmp)
+                torch.save({"key": key, "latents": self.latents, "fields": self.fields}, tmp)
+        self.norm = GridNormaliser.fit(self.latents[:, 0], self.fields)
 
     def config(self) -> dict:
         return {"model": {"unet": asdict(self.model_cfg), "schedule": asdict(self.opts.schedule), "text_encoder": self.opts.text_encoder},
@@ -160,9 +159,7 @@ class GHOPTask:
         return len(self.data)
 
     def x0(self, idx: torch.Tensor, copy: torch.Tensor) -> torch.Tensor:
-        z = self.latents[idx, copy]
-        x_obj = (z - self.shift.reshape(1, -1, 1, 1, 1)) / self.scale.reshape(1, -1, 1, 1, 1)
-        return torch.cat([x_obj, field_to_x(self.fields[idx].float())], dim=1)
+        return self.norm.pack(self.latents[idx, copy], self.fields[idx].float())
 
     def loss(self, model, idx, keys, device):
         T = self.opts.schedule.num_train_timesteps
@@ -181,5 +178,5 @@ class GHOPTask:
 
     def export(self, model: nn.Module) -> dict:
         return {"unet": asdict(self.model_cfg), "schedule": asdict(self.opts.schedule), "vqvae": self.vqvae_state,
-                "latent_shift": self.shift, "latent_scale": self.scale, "text_encoder": self.opts.text_encoder,
+                "normaliser": self.norm.state(), "text_encoder": self.opts.text_encoder,
                 "text_embeddings": self.embeddings, "categories": self.categories, "data": str(self.data_root)}
