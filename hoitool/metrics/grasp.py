@@ -85,3 +85,85 @@ def contact_quality(hand: HandModel, mesh: trimesh.Trimesh, params: HandParams, 
         samples, _ = trimesh.sample.sample_surface_even(mesh, surface_samples, seed=0)
         inside[mask] = object_in_hand_depth(v.numpy()[mask], hand.faces.cpu().numpy(), samples)
     return ContactQuality(depth.numpy(), inside, touching[:, :5].numpy(), touching[:, 5].numpy(), opposed.numpy())
+
+
+#: Voxel pitch (m) of the intersection volume.
+VOXEL_PITCH_M = 0.005
+
+
+def object_voxels(mesh: trimesh.Trimesh, pitch: float = VOXEL_PITCH_M) -> np.ndarray:
+    """(N, 3) centres of the `pitch` voxels inside the object (grid aligned to its bounds)."""
+    lo, hi = mesh.bounds
+    axes = [np.arange(a + pitch / 2, b, pitch) for a, b in zip(lo, hi)]
+    pts = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    return pts[signed_distance(mesh, pts) < 0]
+
+
+@dataclass
+class GraspMetrics:
+    """Per grasp (K,): intersection_cm3 (object voxels inside the hand x pitch^3),
+    max_depth_cm / mean_depth_cm (hand vertices inside the object: deepest, and mean over those
+    inside; 0 when none), contact (a hand vertex within 5 mm of the surface or inside),
+    contact_area (share of hand vertices in contact), displacement_cm (simulation; NaN when not
+    simulated)."""
+
+    intersection_cm3: np.ndarray
+    max_depth_cm: np.ndarray
+    mean_depth_cm: np.ndarray
+    contact: np.ndarray
+    contact_area: np.ndarray
+    displacement_cm: np.ndarray
+
+    FIELDS = ("intersection_cm3", "max_depth_cm", "mean_depth_cm", "contact", "contact_area", "displacement_cm")
+
+    def per_grasp(self) -> list[dict]:
+        return [{k: (bool(getattr(self, k)[i]) if k == "contact" else float(getattr(self, k)[i])) for k in self.FIELDS}
+                for i in range(len(self.contact))]
+
+    def aggregate(self, mask: np.ndarray | None = None) -> dict:
+        """Means over the selected grasps; contact becomes contact_ratio."""
+        m = np.ones(len(self.contact), bool) if mask is None else np.asarray(mask, bool)
+        out = {"grasps": int(m.sum())}
+        for k in self.FIELDS:
+            v = getattr(self, k)[m].astype(np.float64)
+            name = "contact_ratio" if k == "contact" else k
+            out[name] = float(np.nanmean(v)) if m.any() and np.isfinite(v).any() else float("nan")
+        return out
+
+
+def grasp_metrics(hand_vertices: np.ndarray, hand_faces: np.ndarray, mesh: trimesh.Trimesh, simulate: bool = True,
+                  pitch: float = VOXEL_PITCH_M, threshold: float = CONTACT_THRESHOLD_M, progress=None) -> GraspMetrics:
+    """Evaluate grasps: hand meshes (K, V, 3) and the object mesh, all in one frame, metres."""
+    from hoitool.geometry.sdf import winding_number
+
+    V = np.asarray(hand_vertices, dtype=np.float64)
+    K = len(V)
+    d = signed_distance(mesh, V.reshape(-1, 3)).reshape(K, -1).astype(np.float64)
+    depth = (-d).clip(min=0)
+    inside = d < 0
+    max_depth = depth.max(1) * 100
+    mean_depth = np.where(inside.any(1), (depth * inside).sum(1) / np.maximum(inside.sum(1), 1), 0.0) * 100
+    touch = d < threshold
+    vox = object_voxels(mesh, pitch)
+    vol = np.zeros(K)
+    sim = None
+    if simulate:
+        from hoitool.metrics.simulation import GraspSimulator
+
+        sim = GraspSimulator(mesh)
+    disp = np.full(K, np.nan)
+    try:
+        for k in range(K):
+            lo, hi = V[k].min(0), V[k].max(0)
+            near = vox[np.all((vox > lo) & (vox < hi), axis=1)]
+            if len(near):
+                hm = trimesh.Trimesh(V[k], hand_faces, process=False)
+                vol[k] = float((winding_number(hm, near) > 0.5).sum()) * pitch**3 * 1e6
+            if sim is not None:
+                disp[k] = sim.displacement_cm(V[k], hand_faces)
+            if progress is not None:
+                progress(1)
+    finally:
+        if sim is not None:
+            sim.close()
+    return GraspMetrics(vol, max_depth, mean_depth, touch.any(1), touch.mean(1), disp)
