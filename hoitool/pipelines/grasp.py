@@ -34,7 +34,9 @@ import torch
 import trimesh
 
 from hoitool.errors import InputError
-from hoitool.geometry.grid import GRID_RES, N_UNIT_M, canonical_sdf, grid_coords, nTh_from_joints, object_channel
+from hoitool.geometry.grid import (
+    GRID_RES, N_UNIT_M, OBJECT_CLAMP, canonical_sdf, grid_coords, nTh_from_joints, object_channel, query_grid,
+)
 from hoitool.geometry.rotations import matrix_to_axis_angle, matrix_to_rot6d, random_rotations, rot6d_to_matrix
 from hoitool.geometry.sdf import winding_number
 from hoitool.geometry.transforms import apply_transform, invert_transform, make_transform, transform_scale
@@ -97,8 +99,6 @@ class GraspObject:
 
     def sdf_m(self, points_o: torch.Tensor) -> torch.Tensor:
         """(B, N) signed distance in metres of points (B, N, 3) in the object frame."""
-        from hoitool.geometry.grid import query_grid
-
         uTo = self.uTo.to(points_o)
         return query_grid(self.sdf_u.to(points_o), apply_transform(uTo, points_o)) / transform_scale(uTo)[..., None]
 
@@ -193,8 +193,6 @@ class GraspSynthesiser:
 
     def object_values(self, hTo: torch.Tensor, points_n: torch.Tensor) -> torch.Tensor:
         """(B, N) object channel values ([-1, 1]) at points (N, 3) of the frame n."""
-        from hoitool.geometry.grid import OBJECT_CLAMP, query_grid
-
         uTn = self.uTn(hTo)
         p = apply_transform(uTn, points_n[None].expand(hTo.shape[0], -1, -1))
         d = query_grid(self.sdf_u, p) / transform_scale(uTn)[:, None]
