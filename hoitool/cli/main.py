@@ -7,6 +7,7 @@ import typer
 from hoitool.cli.doctor import doctor
 from hoitool.cli.grasp import evaluate_app, grasp, rank
 from hoitool.cli.prepare_data import prepare_data
+from hoitool.cli.reconstruct import reconstruct
 from hoitool.cli.sample import sample
 from hoitool.cli.train import app as train_app
 from hoitool.cli.view import view
@@ -26,6 +27,7 @@ app.command("sample")(sample)
 app.command("grasp")(grasp)
 app.command("rank")(rank)
 app.add_typer(evaluate_app, name="evaluate")
+app.command("reconstruct")(reconstruct)
 app.command("view")(view)
 
 

@@ -128,3 +128,32 @@ def validate_mesh(
             "close its holes for exact signs", name
         )
     return m, MeshReport(len(m.vertices), len(m.faces), extent, watertight, repaired)
+
+
+def cluster_decimate(mesh: trimesh.Trimesh, max_faces: int) -> trimesh.Trimesh:
+    """A coarse copy with at most `max_faces` triangles by vertex clustering (vertices merged
+    per grid cell, collapsed triangles dropped). Keeps the outline and the winding of the
+    surviving triangles; used for silhouettes, not for distances."""
+    if len(mesh.faces) <= max_faces:
+        return mesh.copy()
+    v = np.asarray(mesh.vertices, dtype=np.float64)
+    f = np.asarray(mesh.faces, dtype=np.int64)
+    lo, ext = v.min(0), float((v.max(0) - v.min(0)).max())
+    cells = int(np.sqrt(max_faces)) * 2
+    while True:
+        q = np.floor((v - lo) / (ext / cells)).astype(np.int64)
+        _, inv = np.unique(q, axis=0, return_inverse=True)
+        inv = inv.reshape(-1)
+        nf = inv[f]
+        keep = (nf[:, 0] != nf[:, 1]) & (nf[:, 1] != nf[:, 2]) & (nf[:, 2] != nf[:, 0])
+        nf = np.unique(np.sort(nf[keep], axis=1), axis=0, return_index=True)[1]
+        faces = inv[f][keep][np.sort(nf)]
+        if len(faces) <= max_faces or cells <= 4:
+            break
+        cells = int(cells * 0.8)
+    nv = np.zeros((inv.max() + 1, 3))
+    np.add.at(nv, inv, v)
+    nv /= np.bincount(inv)[:, None]
+    out = trimesh.Trimesh(nv, faces, process=False)
+    out.remove_unreferenced_vertices()
+    return out

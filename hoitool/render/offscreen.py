@@ -83,6 +83,62 @@ def render(meshes: list[RenderMesh], direction=(0.3, -0.5, 1.0), up=(0.0, 1.0, 0
     return np.ascontiguousarray(color[..., :3])
 
 
+def _opencv_to_opengl() -> np.ndarray:
+    """Camera pose of an OpenCV camera at the origin in OpenGL convention (y up, looking down -z)."""
+    return np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+@dataclass
+class CameraRender:
+    """A render through a pinhole `Camera`: colour (H, W, 3) uint8, depth (H, W) metres (0 =
+    background) and labels (H, W) int: the index of the visible mesh, -1 for background."""
+
+    color: np.ndarray
+    depth: np.ndarray
+    labels: np.ndarray
+
+
+def render_camera(meshes: list[RenderMesh], camera, background=(1.0, 1.0, 1.0), image: np.ndarray | None = None) -> CameraRender:
+    """Render camera-frame meshes (OpenCV frame, metres) through `camera`
+    (hoitool.geometry.camera.Camera; pixel centres at integers). With `image` (H, W, 3)
+    uint8, the colour render is composited over it."""
+    pyrender = _pyrender()
+    import trimesh
+
+    W, H = camera.width, camera.height
+    # pyrender puts pixel centres at +0.5
+    cam = pyrender.IntrinsicsCamera(camera.fx, camera.fy, camera.cx + 0.5, camera.cy + 0.5, znear=0.005, zfar=20.0)
+    pose = _opencv_to_opengl()
+    key = ("camera", W, H)
+    r = _renderers.get(key)
+    if r is None:
+        r = _renderers[key] = pyrender.OffscreenRenderer(W, H)
+    scene = pyrender.Scene(bg_color=list(background) + [1.0], ambient_light=[0.35, 0.35, 0.35])
+    nodes = []
+    for m in meshes:
+        tm = trimesh.Trimesh(np.asarray(m.vertices), np.asarray(m.faces), process=False)
+        mat = pyrender.MetallicRoughnessMaterial(baseColorFactor=list(m.color), metallicFactor=0.0, roughnessFactor=0.7)
+        nodes.append(scene.add(pyrender.Mesh.from_trimesh(tm, material=mat, smooth=True)))
+    scene.add(cam, pose=pose)
+    scene.add(pyrender.DirectionalLight(intensity=2.5), pose=pose)
+    color, depth = r.render(scene)
+    labels = np.full((H, W), -1, np.int64)
+    best = np.full((H, W), np.inf)
+    for i, node in enumerate(nodes):
+        for other in nodes:
+            other.mesh.is_visible = other is node
+        d = r.render(scene, flags=pyrender.RenderFlags.DEPTH_ONLY)
+        hit = (d > 0) & (d < best)
+        labels[hit], best[hit] = i, d[hit]
+    for node in nodes:
+        node.mesh.is_visible = True
+    color = np.ascontiguousarray(color[..., :3])
+    if image is not None:
+        fg = (labels >= 0)[..., None]
+        color = np.where(fg, (0.35 * image + 0.65 * color).astype(np.uint8), image)
+    return CameraRender(color, depth.astype(np.float32), labels)
+
+
 def contact_sheet(images: list[np.ndarray], cols: int = 4, labels: list[str] | None = None, pad: int = 4):
     """Tile equally sized RGB images into one PIL image, with optional captions."""
     from PIL import Image, ImageDraw

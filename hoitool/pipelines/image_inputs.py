@@ -1,0 +1,169 @@
+"""Inputs of single-image reconstruction: the image, hand and object masks, 2D hand keypoints.
+
+Everything is validated here so that a bad file ends in one clear line (InputError) before
+any work starts.
+
+Keypoint files (21 points, OpenPose order: wrist; thumb 1-4; index 1-4; middle 1-4; ring
+1-4; little 1-4), pixels of the full image:
+- JSON: a list of 21 [u, v] or [u, v, confidence]; or {"keypoints": that list}; or an
+  OpenPose result ({"people": [{"hand_right_keypoints_2d": [u, v, c, ...]}]}, the side's
+  key picked by --side);
+- .npy / .txt / .csv: a (21, 2) or (21, 3) array.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hoitool.errors import InputError
+
+#: A hand needs at least this many keypoints with confidence > 0.
+MIN_KEYPOINTS = 6
+#: A mask covering more than this share of the image is rejected (an all-white mask).
+MAX_MASK_COVER = 0.98
+
+
+@dataclass
+class ImageInputs:
+    image: np.ndarray
+    """(H, W, 3) uint8 RGB."""
+    hand_mask: np.ndarray
+    """(H, W) bool: visible hand."""
+    object_mask: np.ndarray
+    """(H, W) bool: visible object."""
+    keypoints: np.ndarray
+    """(21, 2) float pixels (OpenPose order)."""
+    confidence: np.ndarray
+    """(21,) float in [0, 1]; 0 = missing."""
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height)."""
+        return self.image.shape[1], self.image.shape[0]
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from any image file Pillow reads (greyscale and RGBA converted)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            arr = np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise InputError(f"cannot read image {path}: {e}; pass a PNG or JPEG file") from e
+    if arr.shape[0] < 16 or arr.shape[1] < 16:
+        raise InputError(f"image {path} is {arr.shape[1]}x{arr.shape[0]} pixels: too small to reconstruct from")
+    return arr
+
+
+def check_mask(mask: np.ndarray, shape: tuple[int, int], what: str, where: str) -> np.ndarray:
+    """Validate a boolean mask against the image size (H, W)."""
+    if mask.shape != tuple(shape):
+        raise InputError(f"the {what} mask {where} is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                         f"{shape[1]}x{shape[0]}: masks must have the image's size")
+    n = int(mask.sum())
+    if n == 0:
+        raise InputError(f"the {what} mask {where} is empty: it must mark the {what}'s pixels in white")
+    if n > MAX_MASK_COVER * mask.size:
+        raise InputError(f"the {what} mask {where} covers the whole image: it must mark only the {what}'s pixels")
+    return mask
+
+
+def load_mask(path: str | os.PathLike, shape: tuple[int, int], what: str) -> np.ndarray:
+    """(H, W) bool from an image file: pixels brighter than half (or opaque alpha) are set."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} mask not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("RGBA", "LA") and np.asarray(im.getchannel("A")).min() < 255:
+                arr = np.asarray(im.getchannel("A"))
+            else:
+                arr = np.asarray(im.convert("L"))
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise InputError(f"cannot read {what} mask {path}: {e}") from e
+    return check_mask(arr > 127, shape, what, str(path))
+
+
+def _openpose_hand(obj: dict, side: str) -> list:
+    people = obj.get("people") or []
+    if not people:
+        raise InputError("the OpenPose keypoint file has no people: no hand was detected")
+    flat = people[0].get(f"hand_{side}_keypoints_2d") or []
+    return np.asarray(flat, dtype=np.float64).reshape(-1, 3).tolist() if flat else []
+
+
+def parse_keypoints(data, where: str, side: str = "right") -> tuple[np.ndarray, np.ndarray]:
+    """(21, 2) pixels and (21,) confidences from parsed keypoint data (see the module doc)."""
+    if isinstance(data, dict):
+        if "people" in data:
+            data = _openpose_hand(data, side)
+        elif "keypoints" in data:
+            data = data["keypoints"]
+        else:
+            raise InputError(f"keypoint file {where} has neither 'keypoints' nor 'people': see `hoitool reconstruct --help`")
+    try:
+        arr = np.asarray(data, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"keypoint file {where} is not a list of numbers: {e}") from e
+    if arr.size == 0:
+        raise InputError(f"no hand in {where}: the keypoint list is empty")
+    if arr.ndim == 1 and arr.size in (42, 63):
+        arr = arr.reshape(21, -1)
+    if arr.ndim != 2 or arr.shape[0] != 21 or arr.shape[1] not in (2, 3):
+        raise InputError(f"keypoint file {where} holds an array of shape {arr.shape}: expected 21 points "
+                         "[u, v] or [u, v, confidence] in OpenPose order")
+    uv = arr[:, :2]
+    conf = arr[:, 2].clip(0, 1) if arr.shape[1] == 3 else np.ones(21)
+    bad = ~np.isfinite(uv).all(1)
+    if bad.any():
+        conf = np.where(bad, 0.0, conf)
+        uv = np.where(bad[:, None], 0.0, uv)
+    if (conf > 0).sum() < MIN_KEYPOINTS:
+        raise InputError(f"no hand in {where}: only {(conf > 0).sum()} of 21 keypoints are present "
+                         f"(at least {MIN_KEYPOINTS} are needed)")
+    return uv.astype(np.float32), conf.astype(np.float32)
+
+
+def load_keypoints(path: str | os.PathLike, side: str = "right") -> tuple[np.ndarray, np.ndarray]:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"keypoint file not found: {path}")
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(path.read_text())
+        elif path.suffix.lower() == ".npy":
+            data = np.load(path, allow_pickle=False)
+        else:
+            data = np.loadtxt(path, delimiter="," if path.suffix.lower() == ".csv" else None, ndmin=2)
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read keypoint file {path}: {e}") from e
+    return parse_keypoints(data, str(path), side)
+
+
+def check_keypoints_in_image(uv: np.ndarray, conf: np.ndarray, shape: tuple[int, int], where: str) -> None:
+    H, W = shape
+    inside = (uv[:, 0] >= -0.5 * W) & (uv[:, 0] <= 1.5 * W) & (uv[:, 1] >= -0.5 * H) & (uv[:, 1] <= 1.5 * H)
+    if not inside[conf > 0].all():
+        raise InputError(f"keypoints in {where} lie far outside the {W}x{H} image: they must be pixels of this image")
+
+
+def keypoint_box(uv: np.ndarray, conf: np.ndarray, shape: tuple[int, int], pad: float = 0.15) -> np.ndarray:
+    """(4,) x0, y0, x1, y1: the present keypoints' box, padded by `pad` of its size, clipped to the image."""
+    p = uv[conf > 0]
+    lo, hi = p.min(0), p.max(0)
+    m = (hi - lo) * pad + 4
+    H, W = shape
+    return np.array([max(lo[0] - m[0], 0), max(lo[1] - m[1], 0), min(hi[0] + m[0], W - 1), min(hi[1] + m[1], H - 1)], np.float32)

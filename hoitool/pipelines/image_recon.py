@@ -1,0 +1,531 @@
+"""Hand and object from one image (EasyHOI, and Cao et al. 2021's joint losses).
+
+Everything lives in the camera frame c (OpenCV). The hand is the hand model posed by
+HandParams in c and then scaled by `hand_scale` about the camera centre (which leaves its
+projection unchanged: the depth-size ambiguity of one image is this one number). The
+object is its mesh mapped by x -> s R x + t.
+
+Stages (each kept in `ReconResult.stages`):
+1. `hand`: the hand model fitted to the 2D keypoints (perspective, pose and shape priors).
+2. `object`: object pose by mask fitting (Cao et al.): many rotations scored at once by
+   splatting surface points (scale and 2D position set from the mask), the best
+   `candidates` optimised with the soft rasteriser (occlusion-aware soft IoU, plus a
+   Sinkhorn divergence while the masks barely overlap), top `top_k` kept. EasyHOI's
+   "camera set-up" stage is this stage in the camera frame.
+3. `contact`: EasyHOI's contact alignment: the hand's translation fitted to its mask, then
+   contact pixels (hand over the rendered object, object over the rendered hand), rays
+   through them, object hits by depth peeling (nearest / farthest), hand hits on palmar
+   faces only, and an iterated ICP (scale about the camera + translation) moving the hand
+   onto the object.
+4. `refine`: EasyHOI's refinement (hand mask IoU, penetration, contact, pose regulariser,
+   plus the keypoint reprojection) for all top-k hypotheses at once; the best is kept.
+   With method "cao" this stage is instead Cao et al.'s joint optimisation of hand and
+   object (both masks, ordinal depth, interaction, penetration).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import trimesh
+
+from hoitool.geometry.camera import Camera, crop_mask, square_window
+from hoitool.geometry.grid import SDFVolume, canonical_sdf
+from hoitool.geometry.icp import icp
+from hoitool.geometry.mesh import cluster_decimate
+from hoitool.geometry.raycast import nearest_farthest, ray_hits
+from hoitool.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
+from hoitool.hand.fitting import fit_to_2d_keypoints
+from hoitool.hand.model import HandModel, HandParams
+from hoitool.hand.prior import PosePrior
+from hoitool.losses.contact import zone_distances
+from hoitool.losses.masks import mask_points, sinkhorn_divergence, soft_iou
+from hoitool.losses.ordinal_depth import ordinal_depth_loss
+from hoitool.pipelines.image_inputs import ImageInputs
+from hoitool.render.soft import SoftRasterizer, splat_points
+from hoitool.utils.seeding import torch_generator
+
+#: Stage names in order ("joint" replaces "contact" and "refine" with method "cao").
+STAGES = ("pose", "contact", "refine", "joint")
+
+
+@dataclass
+class ReconstructConfig:
+    """Settings of single-image reconstruction (defaults: about 20-40 s per image on 2 CPU cores)."""
+
+    method: str = "easyhoi"
+    """"easyhoi" (contact alignment + refinement) or "cao" (joint optimisation)."""
+    side: str = "right"
+    render_size: int = 96
+    """Side (pixels) of the square crop around both masks that the optimisation renders."""
+    sigma: float = 0.5
+    """Soft rasteriser sharpness, crop pixels^2."""
+    rotations: int = 1000
+    """Object rotations scored by splatting (Cao et al.: 1000)."""
+    candidates: int = 12
+    """Best-scoring rotations optimised with the soft rasteriser."""
+    top_k: int = 3
+    """Object hypotheses carried through the later stages; the best is kept."""
+    pose_steps: int = 60
+    """Adam steps of the object mask fit."""
+    object_faces: int = 600
+    """Triangles of the simplified object mesh that is rendered."""
+    hand_steps: int = 40
+    """Adam steps fitting the hand's translation to its mask (contact stage)."""
+    icp_iters: int = 20
+    refine_steps: int = 150
+    """Adam steps of the refinement (or the joint optimisation)."""
+    template_scale_prior: float = 30.0
+    """Weight of (log object scale)^2 for a metric template (--object-mesh)."""
+    category_scale_prior: float = 0.05
+    """The same for a category template, whose size is only typical."""
+    contact_radius_m: float = 0.02
+    """Contact zones this close to the object after alignment are pulled onto it."""
+    penetration_tol_m: float = 0.002
+    w_contact: float = 5.0
+    w_penetration: float = 10.0
+    w_hand_mask: float = 5.0
+    w_object_mask: float = 5.0
+    w_pose: float = 0.1
+    w_keypoints: float = 1.0
+    w_ordinal: float = 1.0
+    """Cao: ordinal depth (softplus of the depth order violation in cm)."""
+    w_interaction: float = 20.0
+    """Cao: distance (metres) between the hand's and the object's vertex means."""
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if self.method not in ("easyhoi", "cao"):
+            raise ValueError(f"method must be 'easyhoi' or 'cao', got {self.method!r}")
+
+
+@dataclass
+class SceneState:
+    """One reconstruction (camera frame): hand parameters + scale about the camera, object pose."""
+
+    hand: HandParams
+    hand_scale: float
+    R: np.ndarray
+    """(3, 3) object rotation."""
+    t: np.ndarray
+    """(3,) object translation, metres."""
+    s: float
+    """Object scale (1 = the mesh's own size)."""
+    metrics: dict = field(default_factory=dict)
+
+    def object_vertices(self, mesh: trimesh.Trimesh) -> np.ndarray:
+        return self.s * np.asarray(mesh.vertices) @ self.R.T + self.t
+
+    def to_json(self) -> dict:
+        p = self.hand.numpy()
+        return {
+            "hand": {**{k: v[0].tolist() for k, v in p.items()}, "side": self.hand.side, "scale": self.hand_scale},
+            "object": {"rotation": self.R.tolist(), "translation": self.t.tolist(), "scale": self.s},
+            "metrics": self.metrics,
+        }
+
+
+@dataclass
+class ReconResult:
+    stages: dict[str, SceneState]
+    """Results after each stage, in order; the last is the answer."""
+    camera: Camera
+    mesh: trimesh.Trimesh
+    """The object mesh (its own frame) the poses refer to."""
+    hypotheses: list[SceneState]
+    """The top-k object hypotheses after the last stage (best first)."""
+
+    @property
+    def final(self) -> SceneState:
+        return list(self.stages.values())[-1]
+
+
+class _Context:
+    """Crop, targets and geometry shared by the stages."""
+
+    def __init__(self, inputs: ImageInputs, mesh: trimesh.Trimesh, camera: Camera, cfg: ReconstructConfig, hand: HandModel):
+        self.cfg, self.hand, self.camera, self.mesh = cfg, hand, camera, mesh
+        dev = torch.device(cfg.device)
+        self.dev = dev
+        S = cfg.render_size
+        x0, y0, side = square_window(inputs.hand_mask | inputs.object_mask)
+        self.window = (x0, y0, side)
+        self.ccam = camera.crop(x0, y0, side, S)
+        t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=dev)  # noqa: E731
+        self.obj_mask = t(crop_mask(inputs.object_mask.astype(np.float32), x0, y0, side, S))
+        self.hand_mask = t(crop_mask(inputs.hand_mask.astype(np.float32), x0, y0, side, S))
+        self.uv = t(inputs.keypoints)
+        self.conf = t(inputs.confidence)
+        self.kp_size = float((self.uv[self.conf > 0].amax(0) - self.uv[self.conf > 0].amin(0)).norm()) or 1.0
+        self.ras = SoftRasterizer(S, S, sigma=cfg.sigma)
+        self.ras_hand = SoftRasterizer(S, S, sigma=cfg.sigma, cull_back=True)
+        # object: centred at its vertex mean; a simplified copy for rendering, points for splatting
+        self.centre = np.asarray(mesh.vertices).mean(0)
+        simple = cluster_decimate(mesh, cfg.object_faces)
+        self.ov = t(np.asarray(simple.vertices) - self.centre)
+        self.of = torch.as_tensor(np.asarray(simple.faces), dtype=torch.long, device=dev)
+        pts, _ = trimesh.sample.sample_surface(mesh, 1500, seed=cfg.seed)
+        self.opts = t(np.asarray(pts) - self.centre)
+        grid, uTo = canonical_sdf(mesh, 48)
+        self.sdf = SDFVolume(grid, uTo).to(dev)
+        self.prior = PosePrior.from_hand(hand).to(dev)
+        md = hand.metadata
+        zones = [np.asarray(z) for z in md.contact_zones.values() if len(z)]
+        width = max(len(z) for z in zones)
+        self.zone_index = torch.as_tensor(np.stack([np.resize(z, width) for z in zones]), device=dev)
+        self.palmar_faces = torch.as_tensor(md.palmar_faces, device=dev)
+
+    # -- geometry ---------------------------------------------------------------------------
+    def object_verts(self, R: torch.Tensor, t: torch.Tensor, s: torch.Tensor, pts: torch.Tensor | None = None) -> torch.Tensor:
+        """(K, N, 3) camera-frame points of the (centred) object under K poses."""
+        p = self.ov if pts is None else pts
+        return s[:, None, None] * torch.einsum("kij,nj->kni", R, p) + t[:, None]
+
+    def object_sdf(self, points_c: torch.Tensor, R: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """(K, N) metric signed distances of camera-frame points to K posed objects."""
+        local = torch.einsum("kji,knj->kni", R, points_c - t[:, None]) / s[:, None, None] + torch.as_tensor(self.centre, dtype=torch.float32, device=self.dev)
+        return self.sdf(local) * s[:, None]
+
+    def keypoint_loss(self, kp: torch.Tensor) -> torch.Tensor:
+        err = (((self.camera.project(kp) - self.uv) / self.kp_size) ** 2).sum(-1)
+        return (self.conf * err).sum(-1) / self.conf.sum().clamp_min(1) * 100
+
+    def render_obj(self, R, t, s):
+        v = self.object_verts(R, t, s)
+        return self.ras(self.ccam.project(v), v[..., 2], self.of)
+
+    def render_hand(self, verts):
+        return self.ras_hand(self.ccam.project(verts), verts[..., 2], self.hand.faces)
+
+
+def _state(ctx: _Context, params: HandParams, hand_scale, R, t, s, k: int = 0, **metrics) -> SceneState:
+    """A SceneState for hypothesis k; the object translation refers to the mesh's own origin."""
+    Rk = R[k].detach().cpu().double().numpy()
+    tk = t[k].detach().cpu().double().numpy() - float(s[k]) * Rk @ ctx.centre
+    return SceneState(params[k].detach().to("cpu"), float(hand_scale[k]) if torch.is_tensor(hand_scale) else float(hand_scale),
+                      Rk, tk, float(s[k]), {k_: float(v) for k_, v in metrics.items()})
+
+
+def _random_rotations(n: int, g: torch.Generator) -> torch.Tensor:
+    from hoitool.geometry.rotations import quaternion_to_matrix
+
+    return quaternion_to_matrix(torch.randn(n, 4, generator=g))
+
+
+# -- stage 2: object pose by mask fitting ------------------------------------------------------
+def fit_object_pose(ctx: _Context, depth: float, template: bool, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Top-k object poses (R (K,3,3), t (K,3) of the centred mesh, s (K,), IoU (K,))."""
+    cfg, cc, S = ctx.cfg, ctx.ccam, ctx.cfg.render_size
+    valid = 1.0 - (ctx.hand_mask > 0.5).float() * (ctx.obj_mask < 0.5).float()
+    target = ctx.obj_mask
+    ys, xs = torch.nonzero(target > 0.5, as_tuple=True)
+    m_uv = torch.stack([xs.float().mean(), ys.float().mean()])
+    m_area = float((target > 0.5).sum())
+    Rs = _random_rotations(cfg.rotations, g).to(ctx.dev)
+    scores, ss, ts = [], [], []
+    z = torch.tensor([0.0, 0.0, depth], device=ctx.dev)
+    for R in Rs.split(250):
+        p = torch.einsum("kij,nj->kni", R, ctx.opts)
+        occ = splat_points(cc.project(p + z), S, S)
+        s = (m_area / occ.flatten(1).sum(1).clamp_min(1.0)).sqrt()
+        p = s[:, None, None] * p
+        uv = cc.project(p + z)
+        shift = (m_uv - uv.mean(1)) * depth / torch.tensor([cc.fx, cc.fy], device=ctx.dev)
+        t = torch.cat([shift, torch.full((len(R), 1), depth, device=ctx.dev)], 1)
+        occ = splat_points(cc.project(p + t[:, None]), S, S)
+        scores.append(soft_iou(occ, target[None], valid[None]))
+        ss.append(s)
+        ts.append(t)
+    score, s, t = torch.cat(scores), torch.cat(ss), torch.cat(ts)
+    best = score.argsort(descending=True)[: cfg.candidates]
+    R0, t0, s0 = Rs[best], t[best], s[best]
+    if template:  # metric template: keep its size, move it along the rays instead
+        t0, s0 = t0 / s0[:, None], torch.ones_like(s0)
+    w_scale = cfg.template_scale_prior if template else cfg.category_scale_prior
+    log_s_ref = torch.zeros_like(s0) if template else s0.log()
+    d6 = torch.nn.Parameter(matrix_to_rot6d(R0))
+    tt = torch.nn.Parameter(t0.clone())
+    ls = torch.nn.Parameter(s0.log())
+    opt = torch.optim.Adam([{"params": [d6], "lr": 0.03}, {"params": [tt], "lr": 0.003}, {"params": [ls], "lr": 0.02}])
+    tgt_pts, tgt_w = mask_points(target, 400, g)
+    tgt_pts, tgt_w = tgt_pts.to(ctx.dev), tgt_w.to(ctx.dev)
+    sub = ctx.opts[:300]
+    for _ in range(cfg.pose_steps):
+        R, sc = rot6d_to_matrix(d6), ls.exp()
+        sil = ctx.render_obj(R, tt, sc).silhouette
+        iou = soft_iou(sil, target[None], valid[None])
+        loss = 1 - iou + w_scale * (ls - log_s_ref) ** 2
+        far = (1 - iou) > 0.9
+        if far.any():  # masks barely overlap: transport pulls the projected points onto the mask
+            uv = ctx.ccam.project(ctx.object_verts(R[far], tt[far], sc[far], sub)) / S
+            w = torch.full(uv.shape[:2], 1.0 / uv.shape[1], device=ctx.dev)
+            loss = loss.clone()
+            loss[far] = loss[far] + sinkhorn_divergence(uv, w, tgt_pts[None].expand(len(uv), -1, -1), tgt_w[None].expand(len(uv), -1)) * 10
+        opt.zero_grad()
+        loss.sum().backward()
+        opt.step()
+    with torch.no_grad():
+        R, sc = rot6d_to_matrix(d6), ls.exp()
+        iou = soft_iou(ctx.render_obj(R, tt, sc).silhouette, target[None], valid[None])
+        top = iou.argsort(descending=True)[: cfg.top_k]
+    return R[top].detach(), tt[top].detach(), sc[top].detach(), iou[top]
+
+
+# -- stage 3: contact alignment ----------------------------------------------------------------
+def fit_hand_to_mask(ctx: _Context, params: HandParams) -> HandParams:
+    """Translate the hand so that its silhouette matches the hand mask (occlusion-aware)."""
+    valid = 1.0 - (ctx.obj_mask > 0.5).float() * (ctx.hand_mask < 0.5).float()
+    delta = torch.nn.Parameter(torch.zeros(1, 3, device=ctx.dev))
+    opt = torch.optim.Adam([delta], lr=1e-3)
+    with torch.no_grad():
+        v0 = ctx.hand(params).vertices
+    for _ in range(ctx.cfg.hand_steps):
+        sil = ctx.render_hand(v0 + delta[:, None]).silhouette
+        loss = 10 * (1 - soft_iou(sil, ctx.hand_mask[None], valid[None])).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    p = params.clone()
+    p.transl = p.transl + delta.detach()
+    return p
+
+
+def contact_points(ctx: _Context, hand_v: torch.Tensor, obj_v: torch.Tensor, max_rays: int = 150) -> tuple[np.ndarray, np.ndarray]:
+    """Matching-free contact point sets (hand points, object points) from the image: rays
+    through pixels where the hand mask covers the rendered object (hand in front: far palmar
+    hand hit, near object hit) and where the object mask covers the rendered hand (object in
+    front: near palmar hand hit, far object hit)."""
+    with torch.no_grad():
+        so = ctx.ras(ctx.ccam.project(obj_v[None]), obj_v[None, :, 2], ctx.of).silhouette[0] > 0.5
+        sh = ctx.render_hand(hand_v[None]).silhouette[0] > 0.5
+    hm, om = ctx.hand_mask > 0.5, ctx.obj_mask > 0.5
+    front = hm & so & ~om
+    back = om & sh & ~hm
+    H, O = [], []
+    palm = ctx.hand.faces[ctx.palmar_faces]
+    for pix, hand_front in ((front, True), (back, False)):
+        idx = torch.nonzero(pix)
+        if len(idx) == 0:
+            continue
+        if len(idx) > max_rays:
+            idx = idx[torch.linspace(0, len(idx) - 1, max_rays).long()]
+        uv = idx.flip(1).float()
+        d = ctx.ccam.rays(uv)
+        o = torch.zeros_like(d)
+        nh, fh, okh = nearest_farthest(ray_hits(o, d, hand_v, palm))
+        no, fo, oko = nearest_farthest(ray_hits(o, d, obj_v, ctx.of))
+        ok = okh & oko
+        th = fh if hand_front else nh
+        to = no if hand_front else fo
+        H.append((d * th[:, None])[ok])
+        O.append((d * to[:, None])[ok])
+    if not H:
+        return np.zeros((0, 3)), np.zeros((0, 3))
+    return torch.cat(H).cpu().double().numpy(), torch.cat(O).cpu().double().numpy()
+
+
+def align_contact(ctx: _Context, params: HandParams, R, t, s) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Per hypothesis k: hand scale about the camera and a translation (applied after the
+    scale) from an iterated ICP of hand contact points onto object contact points. Falls back
+    to the hand's contact zones vs the object surface when no contact pixel exists.
+    Returns scale (K,), translation (K, 3), contact pixel-ray counts."""
+    with torch.no_grad():
+        hv = ctx.hand(params).vertices[0]
+    scales, trans, counts = [], [], []
+    zone_pts = hv[ctx.zone_index.flatten()].cpu().double().numpy()
+    for k in range(len(R)):
+        with torch.no_grad():
+            ov = ctx.object_verts(R[k:k + 1], t[k:k + 1], s[k:k + 1])[0]
+        Hp, Op = contact_points(ctx, hv, ov)
+        counts.append(len(Hp))
+        if len(Hp) >= 5:
+            res = icp(Hp, Op, mode="ray", iters=ctx.cfg.icp_iters)
+        else:
+            surf = ctx.object_verts(R[k:k + 1], t[k:k + 1], s[k:k + 1], ctx.opts)[0].cpu().double().numpy()
+            res = icp(zone_pts, surf, mode="ray", iters=ctx.cfg.icp_iters, trim=0.3)
+        T = res.transform
+        sc = float(np.clip(T[0, 0], 0.5, 2.0))
+        scales.append(sc)
+        trans.append(T[:3, 3])
+    return (torch.tensor(scales, dtype=torch.float32, device=ctx.dev),
+            torch.as_tensor(np.stack(trans), dtype=torch.float32, device=ctx.dev), counts)
+
+
+# -- stage 4: refinement ----------------------------------------------------------------------
+def refine(ctx: _Context, params: HandParams, hscale: torch.Tensor, htrans: torch.Tensor, R, t, s, template: bool,
+           progress: Callable[[int], None] | None = None):
+    """EasyHOI refinement ("easyhoi": object fixed) or Cao's joint optimisation ("cao"),
+    batched over the K hypotheses. Returns the best state per hypothesis and its loss."""
+    cfg, K = ctx.cfg, len(R)
+    joint = cfg.method == "cao"
+    prior = ctx.prior
+    q0 = prior.to_anatomical(params.hand_pose).expand(K, -1, -1).clone()
+    q = torch.nn.Parameter(q0.clone())
+    betas = torch.nn.Parameter(params.betas.expand(K, -1).clone())
+    go = torch.nn.Parameter(params.global_orient.expand(K, -1).clone())
+    # hand vertices: c * (V(params) + d): the ICP's translation becomes d = trans / scale
+    d = torch.nn.Parameter(params.transl.expand(K, -1) + htrans / hscale[:, None])
+    lhs = torch.nn.Parameter(hscale.log().clone())
+    d6 = torch.nn.Parameter(matrix_to_rot6d(R).clone())
+    tt = torch.nn.Parameter(t.clone())
+    ls = torch.nn.Parameter(s.log().clone())
+    groups = [{"params": [q], "lr": 1e-2}, {"params": [betas], "lr": 1e-3}, {"params": [go], "lr": 3e-3},
+              {"params": [d], "lr": 1e-3}, {"params": [lhs], "lr": 3e-3}]
+    if joint:
+        groups += [{"params": [d6], "lr": 5e-3}, {"params": [tt], "lr": 1e-3}, {"params": [ls], "lr": 5e-3}]
+    opt = torch.optim.Adam(groups)
+    valid_h = 1.0 - (ctx.obj_mask > 0.5).float() * (ctx.hand_mask < 0.5).float()
+    valid_o = 1.0 - (ctx.hand_mask > 0.5).float() * (ctx.obj_mask < 0.5).float()
+    w_scale = cfg.template_scale_prior if template else cfg.category_scale_prior
+    ls_ref = ls.detach().clone() if not template else torch.zeros_like(ls)
+    near = None
+    best_loss = torch.full((K,), torch.inf, device=ctx.dev)
+    best = {}
+    for it in range(cfg.refine_steps + 1):
+        hp = prior.from_anatomical(q)
+        out = ctx.hand(global_orient=go, hand_pose=hp, betas=betas, transl=d)
+        c = lhs.exp()
+        hv = c[:, None, None] * out.vertices
+        kp = c[:, None, None] * out.keypoints
+        R_, s_ = rot6d_to_matrix(d6), ls.exp()
+        sdf = ctx.object_sdf(hv, R_, tt, s_)
+        zd = zone_distances(sdf, ctx.zone_index)  # (K, Z) metres
+        if near is None:
+            near = (zd < cfg.contact_radius_m).float().detach()
+        contact = (near * zd.clamp_min(0)).sum(1) / near.sum(1).clamp_min(1) * 100
+        depth = (-sdf - cfg.penetration_tol_m).clamp_min(0)
+        pen = depth.sum(1) / (depth > 0).float().sum(1).clamp_min(1) * 100
+        hr = ctx.render_hand(hv)
+        iou_h = soft_iou(hr.silhouette, ctx.hand_mask[None], valid_h[None])
+        loss = (cfg.w_penetration * pen + cfg.w_hand_mask * (1 - iou_h) + cfg.w_pose * (q - q0).abs().sum((1, 2))
+                + cfg.w_keypoints * ctx.keypoint_loss(kp) + 10 * prior.limit_violation(hp) + 1e-2 * (betas ** 2).sum(1))
+        if joint:
+            orr = ctx.render_obj(R_, tt, s_)
+            iou_o = soft_iou(orr.silhouette, ctx.obj_mask[None], valid_o[None])
+            ordinal = ordinal_depth_loss(hr.silhouette, hr.depth, orr.silhouette, orr.depth, ctx.hand_mask, ctx.obj_mask)
+            inter = (hv.mean(1) - ctx.object_verts(R_, tt, s_).mean(1)).norm(dim=-1)
+            loss = loss + cfg.w_object_mask * (1 - iou_o) + cfg.w_ordinal * ordinal + cfg.w_interaction * inter + w_scale * (ls - ls_ref) ** 2
+        else:
+            loss = loss + cfg.w_contact * contact
+        with torch.no_grad():
+            better = loss < best_loss
+            best_loss = torch.where(better, loss, best_loss)
+            snap = {"q": q, "betas": betas, "go": go, "d": d, "lhs": lhs, "d6": d6, "tt": tt, "ls": ls}
+            for k_, v in snap.items():
+                prev = best.get(k_, v.detach().clone())
+                m = better.reshape(-1, *([1] * (v.dim() - 1)))
+                best[k_] = torch.where(m, v.detach(), prev)
+        if it == cfg.refine_steps:
+            break
+        opt.zero_grad()
+        loss.sum().backward()
+        opt.step()
+        if progress:
+            progress(1)
+    hp = prior.from_anatomical(best["q"])
+    params_k = HandParams(best["go"], hp, best["betas"], best["d"], params.side)
+    return params_k, best["lhs"].exp(), rot6d_to_matrix(best["d6"]), best["tt"], best["ls"].exp(), best_loss
+
+
+# -- metrics of a state (for params.json and the stage table) -----------------------------------
+@torch.no_grad()
+def state_metrics(ctx: _Context, params: HandParams, hscale: torch.Tensor, R, t, s) -> dict[str, torch.Tensor]:
+    out = ctx.hand(params)
+    hv = hscale[:, None, None] * out.vertices
+    kp = hscale[:, None, None] * out.keypoints
+    valid_h = 1.0 - (ctx.obj_mask > 0.5).float() * (ctx.hand_mask < 0.5).float()
+    valid_o = 1.0 - (ctx.hand_mask > 0.5).float() * (ctx.obj_mask < 0.5).float()
+    hr = ctx.render_hand(hv)
+    orr = ctx.render_obj(R, t, s)
+    sdf = ctx.object_sdf(hv, R, t, s)
+    px = ((ctx.camera.project(kp) - ctx.uv).norm(dim=-1) * ctx.conf).sum(-1) / ctx.conf.sum()
+    return {
+        "hand_iou": soft_iou((hr.silhouette > 0.5).float(), (ctx.hand_mask > 0.5).float()[None], valid_h[None]),
+        "object_iou": soft_iou((orr.silhouette > 0.5).float(), (ctx.obj_mask > 0.5).float()[None], valid_o[None]),
+        "keypoint_error_px": px,
+        "max_penetration_mm": (-sdf).clamp_min(0).amax(1) * 1000,
+        "min_distance_mm": sdf.amin(1).clamp_min(0) * 1000,
+    }
+
+
+def reconstruct_image(inputs: ImageInputs, mesh: trimesh.Trimesh, camera: Camera, cfg: ReconstructConfig | None = None,
+                      template: bool = True, hand: HandModel | None = None,
+                      progress: Callable[[str, int, int], None] | None = None) -> ReconResult:
+    """Reconstruct hand and object from one image.
+
+    Args:
+        mesh: the object's mesh, metres (a metric template when `template`, else a category
+            template whose scale is free).
+        progress: callback(stage, done, total).
+    """
+    cfg = cfg or ReconstructConfig()
+    hand = (hand or HandModel(cfg.side)).to(cfg.device)
+    g = torch_generator(cfg.seed, "reconstruct")
+    tick = progress or (lambda *a: None)
+    ctx = _Context(inputs, mesh, camera, cfg, hand)
+    stages: dict[str, SceneState] = {}
+    one = torch.ones(1, device=ctx.dev)
+
+    def record(name, params, hs, R, t, s, k_best=0):
+        m = state_metrics(ctx, params if params.batch_size == len(R) else _expand(params, len(R)), hs, R, t, s)
+        stages[name] = _state(ctx, params if params.batch_size == len(R) else _expand(params, len(R)), hs, R, t, s, k_best,
+                              **{k: v[k_best] for k, v in m.items()})
+
+    # 1. hand from keypoints
+    tick("hand", 0, 1)
+    fit = fit_to_2d_keypoints(hand, ctx.uv.cpu(), camera, ctx.conf.cpu())
+    params = fit.params.to(ctx.dev)
+    tick("hand", 1, 1)
+    # 2. object pose by mask fitting
+    tick("object", 0, 1)
+    depth = float(hand(params).vertices[0, :, 2].median())
+    R, t, s, iou = fit_object_pose(ctx, depth, template, g)
+    K = len(R)
+    record("pose", params, one.expand(K), R, t, s)
+    tick("object", 1, 1)
+    # 3. contact alignment (EasyHOI) or nothing (Cao: the joint optimisation does it)
+    tick("contact", 0, 1)
+    if cfg.method == "easyhoi":
+        params = fit_hand_to_mask(ctx, params)
+        hs, ht, counts = align_contact(ctx, params, R, t, s)
+        pk = _expand(params, K)
+        pk.transl = pk.transl + ht / hs[:, None]
+        record("contact", pk, hs, R, t, s)
+        stages["contact"].metrics["contact_rays"] = float(counts[0])
+    else:
+        hs, ht = torch.ones(K, device=ctx.dev), torch.zeros(K, 3, device=ctx.dev)
+    tick("contact", 1, 1)
+    # 4. refinement / joint optimisation
+    done = [0]
+
+    def step(n):
+        done[0] += n
+        tick("refine", done[0], cfg.refine_steps)
+
+    pk, hs, R, t, s, loss = refine(ctx, params, hs, ht, R, t, s, template, step)
+    score = loss + cfg.w_object_mask * (1 - iou)
+    order = score.argsort().tolist()
+    m = state_metrics(ctx, pk, hs, R, t, s)
+    hyps = [_state(ctx, pk, hs, R, t, s, k, loss=loss[k], **{n: v[k] for n, v in m.items()}) for k in order]
+    stages["refine" if cfg.method == "easyhoi" else "joint"] = hyps[0]
+    return ReconResult(stages, camera, mesh, hyps)
+
+
+def _expand(params: HandParams, K: int) -> HandParams:
+    return HandParams(*(getattr(params, k).expand(K, -1).clone() for k in HandParams.TENSORS), side=params.side)
+
+
+def hand_vertices(hand: HandModel, state: SceneState) -> np.ndarray:
+    """(V, 3) camera-frame hand vertices of a state."""
+    with torch.no_grad():
+        return (state.hand_scale * hand(state.hand.to(hand.device)).vertices[0]).cpu().double().numpy()
+
+
+def hand_keypoints(hand: HandModel, state: SceneState) -> np.ndarray:
+    with torch.no_grad():
+        return (state.hand_scale * hand(state.hand.to(hand.device)).keypoints[0]).cpu().double().numpy()
+
