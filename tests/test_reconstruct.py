@@ -15,7 +15,7 @@ from hoitool.geometry.camera import Camera
 from hoitool.hand.fitting import fit_to_2d_keypoints
 from hoitool.hand.model import HandParams
 from hoitool.hand.prior import PosePrior
-from hoitool.pipelines.image_inputs import parse_keypoints
+from hoitool.data.image_inputs import parse_keypoints
 
 runner = CliRunner()
 FAST = ["--rotations", "200", "--top-k", "2", "--refine-steps", "20", "--device", "cpu"]

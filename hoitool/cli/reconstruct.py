@@ -9,8 +9,8 @@ import typer
 
 from hoitool.cli.common import progress_bar, setup_logging, summary, user_errors
 
-KEYPOINT_HELP = ("21 hand keypoints in OpenPose order, image pixels: JSON ([[u, v(, conf)], ...], {'keypoints': ...} "
-                 "or an OpenPose result), .npy, .txt or .csv.")
+KEYPOINT_HELP = ("21 hand keypoints in OpenPose order, image pixels: JSON (a list of 21 pairs u, v or triples u, v, "
+                 "confidence; an object with that list under 'keypoints'; or an OpenPose result), .npy, .txt or .csv.")
 
 
 def reconstruct(
@@ -42,7 +42,7 @@ def reconstruct(
     --sam-checkpoint) and the 2D hand keypoints (--keypoints). Writes meshes in the camera frame, params.json,
     overlay.png and side.png."""
     from hoitool.errors import InputError
-    from hoitool.pipelines import image_inputs as ii
+    from hoitool.data import image_inputs as ii
     from hoitool.pipelines.image_recon import ReconstructConfig
     from hoitool.train.loop import resolve_device
 
@@ -111,7 +111,7 @@ def run_reconstruction(img, hand_mask, object_mask, uv, conf, out: Path, *, obje
     from hoitool.geometry.camera import Camera
     from hoitool.geometry.mesh import load_mesh
     from hoitool.hand.model import HandModel
-    from hoitool.pipelines.image_inputs import ImageInputs
+    from hoitool.data.image_inputs import ImageInputs
     from hoitool.pipelines.image_recon import reconstruct_image
     from hoitool.pipelines.image_report import write_outputs
 

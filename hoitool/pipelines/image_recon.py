@@ -44,7 +44,7 @@ from hoitool.hand.prior import PosePrior
 from hoitool.losses.contact import zone_distances
 from hoitool.losses.masks import mask_points, sinkhorn_divergence, soft_iou
 from hoitool.losses.ordinal_depth import ordinal_depth_loss
-from hoitool.pipelines.image_inputs import ImageInputs
+from hoitool.data.image_inputs import ImageInputs
 from hoitool.render.soft import SoftRasterizer, splat_points
 from hoitool.utils.seeding import torch_generator
 

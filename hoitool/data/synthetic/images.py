@@ -16,7 +16,7 @@ import trimesh
 from hoitool.geometry.camera import Camera
 from hoitool.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from hoitool.hand.model import HandModel, HandParams
-from hoitool.pipelines.image_inputs import ImageInputs
+from hoitool.data.image_inputs import ImageInputs
 from hoitool.render.offscreen import HAND_COLOR, OBJECT_COLOR, RenderMesh, render_camera
 
 
