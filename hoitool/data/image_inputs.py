@@ -47,19 +47,24 @@ class ImageInputs:
         return self.image.shape[1], self.image.shape[0]
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from any image file Pillow reads (greyscale and RGBA converted)."""
+def _read(path: str | os.PathLike, what: str, convert) -> np.ndarray:
+    """convert(PIL image) -> array for an image file, or one InputError line naming `what`."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"image not found: {path}")
+        raise InputError(f"{what} not found: {path}")
     try:
         with Image.open(path) as im:
             im.load()
-            arr = np.asarray(im.convert("RGB"))
+            return convert(im)
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise InputError(f"cannot read image {path}: {e}; pass a PNG or JPEG file") from e
+        raise InputError(f"cannot read {what} {path}: {e}; pass a PNG or JPEG file") from e
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from any image file Pillow reads (greyscale and RGBA converted)."""
+    arr = _read(path, "image", lambda im: np.asarray(im.convert("RGB")))
     if arr.shape[0] < 16 or arr.shape[1] < 16:
         raise InputError(f"image {path} is {arr.shape[1]}x{arr.shape[0]} pixels: too small to reconstruct from")
     return arr
@@ -78,23 +83,15 @@ def check_mask(mask: np.ndarray, shape: tuple[int, int], what: str, where: str) 
     return mask
 
 
+def _mask_channel(im) -> np.ndarray:
+    if im.mode in ("RGBA", "LA") and np.asarray(im.getchannel("A")).min() < 255:
+        return np.asarray(im.getchannel("A"))
+    return np.asarray(im.convert("L"))
+
+
 def load_mask(path: str | os.PathLike, shape: tuple[int, int], what: str) -> np.ndarray:
     """(H, W) bool from an image file: pixels brighter than half (or opaque alpha) are set."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{what} mask not found: {path}")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("RGBA", "LA") and np.asarray(im.getchannel("A")).min() < 255:
-                arr = np.asarray(im.getchannel("A"))
-            else:
-                arr = np.asarray(im.convert("L"))
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise InputError(f"cannot read {what} mask {path}: {e}") from e
-    return check_mask(arr > 127, shape, what, str(path))
+    return check_mask(_read(path, f"{what} mask", _mask_channel) > 127, shape, what, str(path))
 
 
 def _openpose_hand(obj: dict, side: str) -> list:

@@ -470,10 +470,12 @@ def reconstruct_image(inputs: ImageInputs, mesh: trimesh.Trimesh, camera: Camera
     stages: dict[str, SceneState] = {}
     one = torch.ones(1, device=ctx.dev)
 
-    def record(name, params, hs, R, t, s, k_best=0):
-        m = state_metrics(ctx, params if params.batch_size == len(R) else _expand(params, len(R)), hs, R, t, s)
-        stages[name] = _state(ctx, params if params.batch_size == len(R) else _expand(params, len(R)), hs, R, t, s, k_best,
-                              **{k: v[k_best] for k, v in m.items()})
+    def record(name, params, hs, R, t, s):
+        """Keep hypothesis 0 (the best object pose so far) as the stage's result."""
+        if params.batch_size != len(R):
+            params = _expand(params, len(R))
+        m = state_metrics(ctx, params, hs, R, t, s)
+        stages[name] = _state(ctx, params, hs, R, t, s, 0, **{k: v[0] for k, v in m.items()})
 
     # 1. hand from keypoints
     tick("hand", 0, 1)
