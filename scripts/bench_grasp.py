@@ -1,5 +1,8 @@
 """Benchmark of grasp synthesis: hoitool's grasps (all, top and bottom 10 % by the prior's score),
 refinement alone from the same random starts (no prior), and the synthetic corpus's own grasps.
+The top/bottom 10 % are chosen twice: by the score of the refined grasps (what `hoitool grasp`
+ships) and by the score of the same grasps before refinement (G-HOP's order); both select among
+the same refined grasps, so the rows compare the two rankings only.
 
     python scripts/bench_grasp.py --heldout data/heldout --objects 5 --n 16 --out bench_grasp.json
 
@@ -25,7 +28,7 @@ from hoitool.geometry.mesh import load_mesh
 from hoitool.hand.model import HandParams
 from hoitool.metrics.grasp import GraspMetrics, grasp_metrics
 from hoitool.pipelines import grasp_report as rep
-from hoitool.pipelines.grasp import GraspConfig, GraspObject, synthesise_grasps
+from hoitool.pipelines.grasp import GraspConfig, GraspObject, score_grasps, synthesise_grasps
 from hoitool.prior.checkpoint import load_prior
 
 
@@ -52,6 +55,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     prior = load_prior(args.model)
+    from hoitool.hand.model import HandModel
+
+    hand = HandModel("right").to(prior.device)
     index = read_index(args.heldout)
     picked, seen = [], set()
     for e in index:
@@ -66,7 +72,7 @@ def main() -> None:
         objects.append((f"demo:{p.stem}", p.stem, str(p), 1.0, []))
 
     rows = {"hoitool": [], "hoitool_top": [], "hoitool_bottom": [], "refine_only": [], "corpus": []}
-    groups = {"top": [], "bottom": []}
+    groups = {"top": [], "bottom": [], "top_pre": [], "bottom_pre": []}
     per_object, seconds = [], []
     sim = not args.no_sim
     for oid, cat, path, scale, recs in objects:
@@ -80,6 +86,12 @@ def main() -> None:
         rows["hoitool"].append(m)
         groups["top"].append(g["top10"])
         groups["bottom"].append(g["bottom10"])
+        cfg = GraspConfig()
+        pre = score_grasps(prior, hand, obj, res.stage1_params, cat, cfg.rank_steps, cfg.rank_noises, cfg.guidance.guidance,
+                           batch_size=cfg.batch_size)
+        gp = rep.groups(pre, args.n)
+        groups["top_pre"].append(gp["top10"])
+        groups["bottom_pre"].append(gp["bottom10"])
         base = synthesise_grasps(prior, obj, cat, GraspConfig(n=args.n, steps=0, rank_steps=1))
         rows["refine_only"].append(evaluate(base.params, mesh, sim))
         entry = {"object": oid, "category": cat, "seconds": seconds[-1], "hoitool": m.aggregate(),
@@ -100,6 +112,8 @@ def main() -> None:
         "hoitool (all)": pooled(rows["hoitool"]),
         "hoitool (top 10%)": pooled(rows["hoitool"], groups["top"]),
         "hoitool (bottom 10%)": pooled(rows["hoitool"], groups["bottom"]),
+        "hoitool (top 10% by the score before refinement)": pooled(rows["hoitool"], groups["top_pre"]),
+        "hoitool (bottom 10% by the score before refinement)": pooled(rows["hoitool"], groups["bottom_pre"]),
         "refinement only": pooled(rows["refine_only"]),
         "hoitool (all, held-out objects)": pooled(rows["hoitool"][:len(picked)]),
         "refinement only (held-out objects)": pooled(rows["refine_only"][:len(picked)]),

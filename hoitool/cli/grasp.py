@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from hoitool.cli.common import console, progress_bar, setup_logging, summary, user_errors
+from hoitool.cli.common import console, plain, progress_bar, setup_logging, summary, user_errors
 
 MESH_SCALE_HELP = "Multiply mesh coordinates by this to get metres (e.g. 0.001 for millimetres)."
 
@@ -63,7 +63,7 @@ def grasp(
             name, why = category_or_text(category), "from --category"
         else:
             name, why = infer_category(str(mesh), prior.categories)
-        console.print(f"category: {name or '(none)'} - {why}", soft_wrap=True)
+        console.print(plain(f"category: {name or '(none)'} - {why}"), soft_wrap=True)
         cfg = GraspConfig(n=n, steps=steps, query_every=query_every, refine_steps=refine_steps, batch_size=batch_size, seed=seed,
                           rank_steps=rank_steps, rank_noises=rank_noises, guidance=GuidanceConfig(guidance=guidance))
         with progress_bar(f"{n} grasps of {mesh.name}") as update:
@@ -146,7 +146,7 @@ def rank(
             name = gs.category
         else:
             name, why = infer_category(str(mesh or folder), prior.categories)
-            console.print(f"category: {name or '(none)'} - {why}", soft_wrap=True)
+            console.print(plain(f"category: {name or '(none)'} - {why}"), soft_wrap=True)
         K = gs.params.batch_size
         with progress_bar(f"scoring {K} grasps") as update:
             done = [0]

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from hoitool.cli.common import console, progress_bar, setup_logging, summary, user_errors
+from hoitool.cli.common import console, plain, progress_bar, setup_logging, summary, user_errors
 
 
 def prepare_data(
@@ -38,7 +38,7 @@ def prepare_data(
             mano_dir=str(mano_dir) if mano_dir else None,
         )
         if dry_run:
-            console.print(dump_yaml(cfg))
+            console.print(plain(dump_yaml(cfg)))
             return
         check_config(cfg)
         what = f"{synthetic} synthetic records" if synthetic else f"manifest {manifest}"

@@ -14,7 +14,7 @@ from typing import Iterator, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from hoitool.cli.common import console, err_console, progress_bar, setup_logging, summary, user_errors
+from hoitool.cli.common import console, err_console, plain, progress_bar, setup_logging, summary, user_errors
 
 app = typer.Typer(help="Train a model (see `hoitool train MODEL --help`).", no_args_is_help=True, add_completion=False)
 
@@ -103,7 +103,7 @@ def train_vqvae(
         model = VQVAEConfig(patch=patch, channels=channels, codebook_size=codebook_size)
         cfg = _train_config(out, steps, batch_size, lr, device, resume, seed, checkpoint_every, log_every, betas=(0.5, 0.9))
         if dry_run:
-            console.print(dump_yaml({"train": cfg, "model": model, "data": str(data)}))
+            console.print(plain(dump_yaml({"train": cfg, "model": model, "data": str(data)})))
             return
         task = VQVAETask(data, model)
         with _train_progress("vqvae") as update:
@@ -143,8 +143,8 @@ def train_ghop(
         opts = PriorOptions(text_encoder=text_encoder, text_dropout=text_dropout, copies=copies)
         cfg = _train_config(out, steps, batch_size, lr, device, resume, seed, checkpoint_every, log_every, weight_decay=0.01)
         if dry_run:
-            console.print(dump_yaml({"train": cfg, "model": model, "options": opts, "data": str(data),
-                                     "vqvae": str(vqvae) if vqvae else "shipped default"}))
+            console.print(plain(dump_yaml({"train": cfg, "model": model, "options": opts, "data": str(data),
+                                     "vqvae": str(vqvae) if vqvae else "shipped default"})))
             return
         task = GHOPTask(data, vqvae, model, opts, cache=Path(out) / "latents.pt", encode=False)
         with (contextlib.nullcontext(None) if _rank() != 0 else progress_bar("encoding records with the VQ-VAE")) as enc:

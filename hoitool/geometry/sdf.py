@@ -1,16 +1,21 @@
 """Signed distances from triangle meshes: metres (mesh units), negative inside.
 
-Distances are exact point-to-triangle distances from libigl's AABB tree. The sign comes from
-the angle-weighted pseudonormal at the closest point for watertight meshes (exact, and free
-once the closest point is known), and from the fast generalised winding number for meshes
-with holes (robust, slower on meshes with large triangles). libigl was chosen among measured
-alternatives for being exact, sign-robust and a plain PyPI wheel; `scripts/bench_sdf.py`
-measures it against mesh-to-sdf, and the README has the figures.
+Distances are exact point-to-triangle distances from libigl's AABB tree. Signs come from the
+generalised winding number (inside where it exceeds 0.5), for every mesh: unlike the
+closest-point pseudonormal, it stays right on watertight meshes that self-intersect or fold
+(decimated scans often do; two overlapping boxes are the simplest case) and on meshes with
+holes. Distances are to the nearest sheet of the mesh as given: on a self-intersecting mesh a
+face that lies inside another part still counts. libigl's fast winding number degenerates to a brute-force sum over large triangles, so
+it runs on a copy of the mesh whose edges are split to at most 1/32 of the bounding-box
+diagonal (the winding number does not change under subdivision). libigl was chosen among
+measured alternatives for being exact, sign-robust and a plain PyPI wheel;
+`scripts/bench_sdf.py` measures it against mesh-to-sdf, and the README has the figures.
 
 Truncation: pass `truncation` and only distances up to it are searched exactly; farther
-points get +-truncation. On grids their sign comes from the connected far region they lie
-in (a far region cannot cross the surface without passing through the exact band), so a
-truncated grid costs a fraction of a full one with every sign still exact.
+points get +-truncation. On grids of watertight meshes their sign comes from the connected far
+region they lie in (a far region cannot cross the surface without passing through the exact
+band, and the winding number changes only across the surface), so a truncated grid costs a
+fraction of a full one with every sign still exact.
 """
 
 from __future__ import annotations
@@ -41,10 +46,30 @@ def _points(points) -> np.ndarray:
     return np.ascontiguousarray(points, dtype=np.float64).reshape(-1, 3)
 
 
-def winding_number(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:
-    """Generalised winding number of points (N, 3): ~1 inside, ~0 outside."""
+#: Edges longer than this share of the bounding-box diagonal are split before winding numbers.
+WINDING_MAX_EDGE = 1.0 / 32.0
+
+
+def _winding_vf(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:
+    """The mesh with no edge longer than WINDING_MAX_EDGE x its diagonal (same winding number)."""
     V, F = _vf(mesh)
-    return np.asarray(_lib().fast_winding_number(V, F, _points(points)))
+    if len(F) == 0:
+        return V, F
+    diag = float(np.linalg.norm(V.max(0) - V.min(0)))
+    edges = np.linalg.norm(V[F] - V[np.roll(F, 1, axis=1)], axis=-1)
+    if diag == 0 or edges.max() <= WINDING_MAX_EDGE * diag:
+        return V, F
+    Vs, Fs = trimesh.remesh.subdivide_to_size(V, F, max_edge=WINDING_MAX_EDGE * diag, max_iter=32)
+    return np.ascontiguousarray(Vs, dtype=np.float64), np.ascontiguousarray(Fs, dtype=np.int64)
+
+
+def winding_number(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:
+    """Generalised winding number of points (N, 3): ~1 inside, ~0 outside (~2 where two parts overlap)."""
+    P = _points(points)
+    if len(P) == 0:
+        return np.zeros(0)
+    V, F = _winding_vf(mesh)
+    return np.asarray(_lib().fast_winding_number(V, F, P))
 
 
 def closest_points(mesh: trimesh.Trimesh, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -55,14 +80,17 @@ def closest_points(mesh: trimesh.Trimesh, points: np.ndarray) -> tuple[np.ndarra
 
 
 def _signed_bounded(mesh: trimesh.Trimesh, P: np.ndarray, truncation: float | None) -> np.ndarray:
-    """Pseudonormal-signed distances; NaN beyond the truncation (watertight meshes)."""
+    """Winding-number-signed distances (N,) float64; NaN beyond the truncation.
+
+    The bounded search is libigl's signed_distance (its pseudonormal sign is discarded: it is
+    wrong behind faces that lie inside another part of a self-intersecting mesh)."""
     igl = _lib()
     V, F = _vf(mesh)
     b = np.inf if truncation is None else float(truncation)
-    s = igl.signed_distance(P, V, F, igl.SIGNED_DISTANCE_TYPE_PSEUDONORMAL, -b, b)[0]
-    s = np.asarray(s, dtype=np.float64)
-    if truncation is not None:
-        s[np.abs(s) > b] = np.nan
+    d = np.abs(np.asarray(igl.signed_distance(P, V, F, igl.SIGNED_DISTANCE_TYPE_PSEUDONORMAL, -b, b)[0], dtype=np.float64))
+    near = d <= b
+    s = np.full(len(P), np.nan)
+    s[near] = np.where(winding_number(mesh, P[near]) > 0.5, -d[near], d[near])
     return s
 
 
@@ -70,23 +98,18 @@ def signed_distance(mesh: trimesh.Trimesh, points: np.ndarray, truncation: float
     """Signed distance (N,) float32 of points (N, 3), negative inside.
 
     Args:
-        mesh: triangle mesh; holes are tolerated (winding-number sign, slower).
+        mesh: triangle mesh; holes and self-intersections are tolerated (winding-number sign).
         points: (N, 3) query points, the mesh's units.
         truncation: if given, |distance| is exact up to it and capped at it beyond.
     """
     P = _points(points)
     if len(P) == 0:
         return np.zeros(0, np.float32)
-    if mesh.is_watertight:
-        s = _signed_bounded(mesh, P, truncation)
-        far = ~np.isfinite(s)
-        if far.any():
-            s[far] = np.where(winding_number(mesh, P[far]) > 0.5, -truncation, truncation)
-        return s.astype(np.float32)
-    d, _, _ = closest_points(mesh, P)
-    if truncation is not None:
-        d = np.minimum(d, truncation)
-    return np.where(winding_number(mesh, P) > 0.5, -d, d).astype(np.float32)
+    s = _signed_bounded(mesh, P, truncation)
+    far = ~np.isfinite(s)
+    if far.any():
+        s[far] = np.where(winding_number(mesh, P[far]) > 0.5, -truncation, truncation)
+    return s.astype(np.float32)
 
 
 def grid_points(resolution: int, lo: float = -1.0, hi: float = 1.0) -> np.ndarray:

@@ -72,6 +72,7 @@ class GraspConfig:
     refine_lr: float = 1e-3
     attraction_m: float = 0.05
     damping: float = 0.1
+    """Weight of the MSE (cm^2, mean over vertices and x, y, z) to the refinement's starting vertices (G-HOP: 0.1)."""
     batch_size: int = 50
     seed: int = 0
     offset_m: float = 0.05
@@ -267,7 +268,7 @@ class GraspSynthesiser:
             zone = d.clamp_min(0)[:, self.zones].amin(-1)  # (B, 6) nearest vertex of each zone
             attract = torch.where(zone < cfg.attraction_m * cm, zone ** 2, torch.zeros_like(zone)).sum(1)
             pen = ((-d).clamp_min(0) ** 2).sum(1)
-            damp = (((v - start) * cm) ** 2).sum(-1).mean(1)
+            damp = vertex_damping(v, start)
             self._step(opt, var, attract + pen + cfg.damping * damp, progress)
 
     def _step(self, opt, var: _Batch, loss: torch.Tensor, progress) -> None:
@@ -293,6 +294,11 @@ class GraspSynthesiser:
             transl = t + (R @ J0[..., None])[..., 0] - J0
             return HandParams(matrix_to_axis_angle(R), self.pose_prior.from_anatomical(var.q), self.betas.expand(B, -1).clone(),
                               transl, "right")
+
+
+def vertex_damping(verts: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """(B,) MSE in cm^2 over vertices and coordinates of verts (B, V, 3) to start (B, V, 3), metres (G-HOP's damping)."""
+    return ((100.0 * (verts - start)) ** 2).flatten(1).mean(1)
 
 
 def interaction_grids(prior: InteractionPrior, hand: HandModel, obj: GraspObject, params: HandParams, batch_size: int = 25) -> torch.Tensor:

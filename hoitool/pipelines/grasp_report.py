@@ -99,13 +99,14 @@ COLUMNS = [("intersection_cm3", "vol cm³ ↓"), ("max_depth_cm", "max depth cm 
 
 
 def metrics_table(aggregate: dict, title: str):
+    from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title=title)
+    t = Table(title=escape(title))
     t.add_column("grasps")
     t.add_column("n", justify="right")
     for _, name in COLUMNS:
         t.add_column(name, justify="right")
     for group, row in aggregate.items():
-        t.add_row(group, str(row["grasps"]), *[f"{row[k]:.3f}" if np.isfinite(row[k]) else "-" for k, _ in COLUMNS])
+        t.add_row(escape(group), str(row["grasps"]), *[f"{row[k]:.3f}" if np.isfinite(row[k]) else "-" for k, _ in COLUMNS])
     return t

@@ -35,7 +35,10 @@ class GuidanceConfig:
     t_min: int = 25
     """Smallest respaced step drawn by SDS; the largest is 25-75, set by how solid the object is."""
     hand_weight: float = 5.0
-    """Hand term relative to the object term (G-HOP: 0.5 x 10)."""
+    """Hand term relative to the object term (G-HOP: 0.5 x 10). Both terms are MSEs in the model's
+    [-1, 1] channel units: the object SDF / 0.2 n units, the hand field / 0.12 x 2 - 1. In raw
+    squared-distance units (n^2) the same hand term would be (2 / 0.12)^2 ~ 278x smaller; hoitool
+    keeps the normalised units so that the two terms compare like with like."""
     scales: int = 5
     """Object grid compared at 64, 32, 16, 8, 4 (average pooling)."""
 

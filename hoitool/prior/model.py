@@ -49,7 +49,12 @@ def train_scheduler(cfg: ScheduleConfig):
 
 
 def ddim_scheduler(cfg: ScheduleConfig, clip: float = 1.0):
-    """DDIM; predicted x0 is clipped to [-clip, clip] (the range of the normalised training data)."""
+    """DDIM; predicted x0 is clipped to [-clip, clip] (the range of the normalised training data).
+
+    Step it with `use_clipped_model_output=True` (see `InteractionPrior.sample`): the noise of the
+    update is then re-derived from the clipped x0, so x0 and noise stay consistent. Keeping the
+    unclipped noise instead lets a strongly guided sample run away (a 1-D toy with guidance 4
+    ends far outside the clip range; tests/test_prior_fixes.py)."""
     from diffusers import DDIMScheduler
 
     return DDIMScheduler(**asdict(cfg), prediction_type="epsilon", clip_sample=True, clip_sample_range=float(clip),
@@ -160,8 +165,12 @@ class InteractionPrior(nn.Module):
 
     @torch.no_grad()
     def sample(self, categories: list[str], steps: int = 100, guidance: float = 4.0, seed: int = 0,
-               batch_size: int = 16, progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
-        """DDIM samples x0 (B, 23, r, r, r); sample i depends only on (seed, i)."""
+               batch_size: int = 16, progress: Callable[[int, int], None] | None = None,
+               clipped_eps: bool = True) -> torch.Tensor:
+        """DDIM samples x0 (B, 23, r, r, r); sample i depends only on (seed, i).
+
+        clipped_eps: re-derive each step's noise from the clipped x0 (consistent DDIM update);
+            False keeps the network's noise (the behaviour before, kept for the benchmark)."""
         self.unet.eval()
         r = self.vqvae.config.downsampling
         res = 64 // r
@@ -178,7 +187,7 @@ class InteractionPrior(nn.Module):
             for t in sched.timesteps:
                 tt = torch.full((x.shape[0],), int(t), device=self.device, dtype=torch.long)
                 eps = self.guided_eps(x, tt, ctx, null, guidance)
-                x = sched.step(eps, t, x, eta=0.0).prev_sample
+                x = sched.step(eps, t, x, eta=0.0, use_clipped_model_output=clipped_eps).prev_sample
                 done += x.shape[0]
                 if progress is not None:
                     progress(done, total)
