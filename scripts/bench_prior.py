@@ -69,13 +69,13 @@ def pairwise_mean(x: torch.Tensor, p: int = 2) -> float:
     return float(d.sum() / (n * (n - 1)))
 
 
-def prior_figures(prior, hand, categories, n, steps, seed, train_feats, train_cats) -> dict:
+def prior_figures(prior, hand, categories, n, steps, seed, train_feats, train_cats, clipped_eps: bool = True) -> dict:
     from hoitool.prior.sample import decode_interactions
 
     per = {}
     for c in categories:
         t = time.time()
-        x = prior.sample([c] * n, steps=steps, guidance=4.0, seed=seed)
+        x = prior.sample([c] * n, steps=steps, guidance=4.0, seed=seed, clipped_eps=clipped_eps)
         res = decode_interactions(prior, x, hand, [c] * n, seed)
         has = np.array([o is not None for o in res.objects])
         good = has & res.contact & (np.nan_to_num(res.penetration_mm, nan=1e9) < 10)
@@ -142,6 +142,10 @@ def main(argv=None) -> int:
     ap.add_argument("--untrained-samples", type=int, default=8)
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--write", action="store_true", help="write assets/models/metrics.json and refresh CARD.md")
+    ap.add_argument("--ddim-unclipped-eps", action="store_true",
+                    help="also sample the trained prior keeping the network's noise after clipping x0 (the old update)")
+    ap.add_argument("--prior-only", action="store_true", help="trained prior samples only (no VQ-VAE, baseline, speed)")
+    ap.add_argument("--json", type=Path, help="also write the report here")
     args = ap.parse_args(argv)
 
     from hoitool.hand.model import HandModel
@@ -154,23 +158,35 @@ def main(argv=None) -> int:
     hand = HandModel("right")
     report = {"model": prior.source, "step": prior.step, "torch_threads": torch.get_num_threads(), "ddim_steps": args.steps, "guidance": 4.0,
               "samples_per_category": args.samples, "untrained_samples_per_category": args.untrained_samples}
-    print("VQ-VAE reconstruction ...", flush=True)
-    report["vqvae"] = {"heldout": vqvae_figures(prior.vqvae, args.heldout), "train": vqvae_figures(prior.vqvae, args.train)}
-    print(json.dumps(report["vqvae"], indent=1), flush=True)
+    if not args.prior_only:
+        print("VQ-VAE reconstruction ...", flush=True)
+        report["vqvae"] = {"heldout": vqvae_figures(prior.vqvae, args.heldout), "train": vqvae_figures(prior.vqvae, args.train)}
+        print(json.dumps(report["vqvae"], indent=1), flush=True)
 
     train_data = InteractionData(args.train)
     train_feats = torch.cat([pool(train_data.object_grids(torch.arange(s, min(len(train_data), s + 32))))
                              for s in range(0, len(train_data), 32)])
     cats = prior.categories
     print("prior samples ...", flush=True)
-    t = time.time()
-    x = prior.sample(["mug"] * 16, steps=100, guidance=4.0, seed=0)
-    t_sample = time.time() - t
-    from hoitool.prior.sample import decode_interactions
+    if not args.prior_only:
+        t = time.time()
+        x = prior.sample(["mug"] * 16, steps=100, guidance=4.0, seed=0)
+        t_sample = time.time() - t
+        from hoitool.prior.sample import decode_interactions
 
-    decode_interactions(prior, x, hand, ["mug"] * 16, 0)
-    report["seconds_to_sample_16"] = {"denoise_100_steps": round(t_sample, 1), "with_decoding": round(time.time() - t, 1), "device": "cpu"}
+        decode_interactions(prior, x, hand, ["mug"] * 16, 0)
+        report["seconds_to_sample_16"] = {"denoise_100_steps": round(t_sample, 1), "with_decoding": round(time.time() - t, 1), "device": "cpu"}
     report["trained"] = prior_figures(prior, hand, cats, args.samples, args.steps, args.seed, train_feats, train_data.categories)
+    if args.ddim_unclipped_eps:
+        print("trained prior, unclipped DDIM noise ...", flush=True)
+        report["trained_unclipped_eps"] = prior_figures(prior, hand, cats, args.samples, args.steps, args.seed, train_feats,
+                                                        train_data.categories, clipped_eps=False)
+        print("trained mean, unclipped DDIM noise:", report["trained_unclipped_eps"]["mean"])
+    if args.prior_only:
+        print("trained mean:", report["trained"]["mean"])
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=1) + "\n")
+        return 0
     untrained = load_prior(args.model)
     torch.manual_seed(0)
     untrained.unet = UNet3D(untrained.unet.config).eval()
@@ -186,6 +202,8 @@ def main(argv=None) -> int:
     print(json.dumps({k: v for k, v in report.items() if k not in ("trained", "untrained")}, indent=1))
     print("trained mean:", report["trained"]["mean"])
     print("untrained mean:", report["untrained"]["mean"])
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
     if args.write:
         out = ROOT / "assets" / "models" / "metrics.json"
         out.write_text(json.dumps(report, indent=1) + "\n")

@@ -87,7 +87,7 @@ def reconstruct(
                     m = sam.segment(box=parse_box(object_box, "--object-box") if object_box else None,
                                     points=[parse_point(p) for p in object_point or []])
                 masks[what] = ii.check_mask(m, shape, what, "from SAM")
-            if "hand" in missing and "object" in missing:
+            if "object" in missing:  # SAM keeps the fingers on the object: remove the hand, from SAM or a file
                 masks["object"] = masks["object"] & ~masks["hand"]
                 ii.check_mask(masks["object"], shape, "object", "from SAM (minus the hand)")
         run_reconstruction(img, masks["hand"], masks["object"], uv, conf, out, object_mesh=object_mesh, category=category,

@@ -9,6 +9,11 @@ Keypoint files (21 points, OpenPose order: wrist; thumb 1-4; index 1-4; middle 1
   OpenPose result ({"people": [{"hand_right_keypoints_2d": [u, v, c, ...]}]}, the side's
   key picked by --side);
 - .npy / .txt / .csv: a (21, 2) or (21, 3) array.
+Keypoints normalised to [0, 1] (MediaPipe's landmarks) are refused with a line saying to
+multiply u by the image width and v by its height: they are not scaled silently.
+
+Images and masks are read with their EXIF orientation applied (as OpenCV's imread does), so a
+phone photo and masks or keypoints made on it with OpenCV-based tools agree.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from hoitool.errors import InputError
 MIN_KEYPOINTS = 6
 #: A mask covering more than this share of the image is rejected (an all-white mask).
 MAX_MASK_COVER = 0.98
+#: Keypoints whose present points all lie within 0.5 +- this are taken as normalised to [0, 1]
+#: (MediaPipe's form, which may stray a little outside the image) and refused.
+NORMALISED_LIMIT = 1.0
 
 
 @dataclass
@@ -48,8 +56,11 @@ class ImageInputs:
 
 
 def _read(path: str | os.PathLike, what: str, convert) -> np.ndarray:
-    """convert(PIL image) -> array for an image file, or one InputError line naming `what`."""
-    from PIL import Image, UnidentifiedImageError
+    """convert(PIL image) -> array for an image file, or one InputError line naming `what`.
+
+    The EXIF orientation tag is applied first (as OpenCV's imread does), so a phone photo
+    taken upright loads upright, with the size and pixels that tools built on OpenCV see."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
@@ -57,7 +68,7 @@ def _read(path: str | os.PathLike, what: str, convert) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            return convert(im)
+            return convert(ImageOps.exif_transpose(im))
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise InputError(f"cannot read {what} {path}: {e}; pass a PNG or JPEG file") from e
 
@@ -151,7 +162,21 @@ def load_keypoints(path: str | os.PathLike, side: str = "right") -> tuple[np.nda
 
 
 def check_keypoints_in_image(uv: np.ndarray, conf: np.ndarray, shape: tuple[int, int], where: str) -> None:
+    """Refuse keypoints that are not pixels of this image: normalised ones (every present
+    point within [-0.5, 1.5], as MediaPipe writes them; a hand in pixels is never that small)
+    and ones far outside the image.
+
+    Args:
+        uv: (21, 2) float keypoints, pixels.
+        conf: (21,) float confidences; 0 = missing (not checked).
+        shape: (H, W) of the image, pixels.
+        where: what to name in the message (the file).
+    """
     H, W = shape
+    p = uv[conf > 0]
+    if len(p) and float(np.abs(p - 0.5).max()) <= NORMALISED_LIMIT:
+        raise InputError(f"keypoints in {where} all lie in or near [0, 1]: they look normalised (as MediaPipe writes "
+                         f"them), not pixels; multiply u by the image width ({W}) and v by its height ({H})")
     inside = (uv[:, 0] >= -0.5 * W) & (uv[:, 0] <= 1.5 * W) & (uv[:, 1] >= -0.5 * H) & (uv[:, 1] <= 1.5 * H)
     if not inside[conf > 0].all():
         raise InputError(f"keypoints in {where} lie far outside the {W}x{H} image: they must be pixels of this image")

@@ -1,6 +1,9 @@
 """Iterated closest point alignment of point sets (correspondences re-found every iteration).
 
-`icp` fits a translation, a translation and a uniform scale, or a full similarity.
+`icp` fits, by mode: a translation ("translation"); a uniform scale about a centre plus a
+translation ("scale"); a uniform scale about a centre and nothing else ("ray": no
+translation, so seen from a camera at the centre nothing moves in the image); or a rotation,
+scale and translation ("similarity").
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from hoitool.geometry.transforms import np_apply, umeyama
 @dataclass
 class ICPResult:
     transform: np.ndarray
-    """(4, 4) mapping source points onto the target."""
+    """(4, 4) mapping source points onto the target. For mode "ray" it is s * I about the
+    centre c: linear part s * I, translation column (1 - s) * c, which is zero for the
+    default centre (the origin)."""
     error: float
     """Mean distance from moved source points to their nearest target points at the end."""
     iterations: int
@@ -24,15 +29,27 @@ class ICPResult:
 
 def icp(source: np.ndarray, target: np.ndarray, mode: str = "translation", iters: int = 30, tol: float = 1e-7,
         scale_about: np.ndarray | None = None, trim: float = 1.0) -> ICPResult:
-    """Align source (N, 3) to target (M, 3).
+    """Align source (N, 3) to target (M, 3), both in the same units (metres).
 
     Args:
-        mode: "translation"; "scale" (a uniform scale about `scale_about`, default the
-            origin, plus a translation); "ray" (a uniform scale about `scale_about` alone:
-            seen from a camera at that point, nothing moves in the image); "similarity"
-            (rotation, scale, translation).
+        mode: what the transform may do.
+            "translation": a translation only.
+            "scale": a uniform scale s about `scale_about` plus a free translation.
+            "ray": a uniform scale s about `scale_about` and nothing else: no translation
+            is fitted (the transform's translation column is (1 - s) * scale_about, zero
+            when it is the origin); every point slides along its ray from that centre, so
+            from a camera there nothing moves in the image. Use "scale" when a
+            translation is wanted too.
+            "similarity": rotation, uniform scale and translation (Umeyama).
+        scale_about: (3,) centre of the scale for "scale" and "ray"; default the origin
+            (the camera centre for points in the camera frame).
         trim: use only this fraction of the closest correspondences each iteration.
+        iters: at most this many iterations.
         tol: stop when the mean distance changes by less than this.
+
+    Returns:
+        ICPResult with the (4, 4) transform, the final mean nearest-point distance and the
+        iterations run.
     """
     tree = cKDTree(target)
     T = np.eye(4)

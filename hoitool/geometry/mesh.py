@@ -130,30 +130,55 @@ def validate_mesh(
     return m, MeshReport(len(m.vertices), len(m.faces), extent, watertight, repaired)
 
 
-def cluster_decimate(mesh: trimesh.Trimesh, max_faces: int) -> trimesh.Trimesh:
-    """A coarse copy with at most `max_faces` triangles by vertex clustering (vertices merged
-    per grid cell, collapsed triangles dropped). Keeps the outline and the winding of the
-    surviving triangles; used for silhouettes, not for distances."""
+#: Aggressiveness of fast-simplification's quadric decimation. Measured on the demo meshes, the
+#: synthetic objects and their subdivided and marching-cubes versions (600 faces, silhouettes
+#: over 6 views): 3 keeps every silhouette within 0.984-1.007 of the original; its default 7
+#: falls to 0.63 on dense subdivided meshes.
+QUADRIC_AGGRESSION = 3.0
+
+
+def decimate(mesh: trimesh.Trimesh, max_faces: int) -> trimesh.Trimesh:
+    """A coarse copy with about `max_faces` triangles by quadric edge collapse (Garland and
+    Heckbert, through fast-simplification), for silhouettes rather than distances.
+
+    Vertices stay on the surface (quadric error), so the outline neither shrinks nor grows:
+    silhouette area within 2 % of the original on the meshes measured (vertex clustering, the
+    former method, lost up to 19 %). The decimation runs in coordinates scaled to unit size,
+    so the result does not depend on the mesh's units. Where collapses stop early (a surface
+    that cannot be simplified further without folding), the result keeps more than
+    `max_faces` triangles rather than losing its outline.
+
+    Args:
+        mesh: (V, 3) vertices in metres and (F, 3) faces.
+        max_faces: wanted number of triangles.
+
+    Returns:
+        A new mesh (its vertices in the input's units); a plain copy when the mesh already
+        has at most `max_faces` triangles.
+    """
     if len(mesh.faces) <= max_faces:
         return mesh.copy()
+    try:
+        import fast_simplification
+    except ImportError as e:
+        raise ImportError("mesh decimation needs fast-simplification: pip install fast-simplification") from e
     v = np.asarray(mesh.vertices, dtype=np.float64)
-    f = np.asarray(mesh.faces, dtype=np.int64)
-    lo, ext = v.min(0), float((v.max(0) - v.min(0)).max())
-    cells = int(np.sqrt(max_faces)) * 2
-    while True:
-        q = np.floor((v - lo) / (ext / cells)).astype(np.int64)
-        _, inv = np.unique(q, axis=0, return_inverse=True)
-        inv = inv.reshape(-1)
-        nf = inv[f]
-        keep = (nf[:, 0] != nf[:, 1]) & (nf[:, 1] != nf[:, 2]) & (nf[:, 2] != nf[:, 0])
-        nf = np.unique(np.sort(nf[keep], axis=1), axis=0, return_index=True)[1]
-        faces = inv[f][keep][np.sort(nf)]
-        if len(faces) <= max_faces or cells <= 4:
+    centre, size = v.mean(0), float((v.max(0) - v.min(0)).max()) or 1.0
+    pv, pf = (v - centre) / size, np.asarray(mesh.faces, dtype=np.int64)
+    for _ in range(8):  # each pass rebuilds the quadrics; one pass usually reaches the target
+        before = len(pf)
+        pv, pf = fast_simplification.simplify(pv, pf, target_count=max_faces, agg=QUADRIC_AGGRESSION)
+        if len(pf) <= max_faces or len(pf) >= before:
             break
-        cells = int(cells * 0.8)
-    nv = np.zeros((inv.max() + 1, 3))
-    np.add.at(nv, inv, v)
-    nv /= np.bincount(inv)[:, None]
-    out = trimesh.Trimesh(nv, faces, process=False)
+    if len(pf) > max_faces:
+        log.info("quadric decimation stopped at %d triangles (asked for %d)", len(pf), max_faces)
+    out = trimesh.Trimesh(pv * size + centre, np.asarray(pf, dtype=np.int64), process=False)
     out.remove_unreferenced_vertices()
     return out
+
+
+def cluster_decimate(mesh: trimesh.Trimesh, max_faces: int) -> trimesh.Trimesh:
+    """The former name of `decimate`, kept for its callers: it now decimates by quadric edge
+    collapse, because vertex clustering (averaging the vertices of each grid cell) shrank
+    silhouettes to 0.81-0.97 of their area and templates were fitted 2.5-6 % too close."""
+    return decimate(mesh, max_faces)

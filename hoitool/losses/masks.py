@@ -24,9 +24,14 @@ def _lse(x: torch.Tensor, dim: int) -> torch.Tensor:
 
 def _ot(x: torch.Tensor, a: torch.Tensor, y: torch.Tensor, b: torch.Tensor, eps: float, iters: int) -> torch.Tensor:
     """Entropic OT cost (B,) between weighted point clouds x (B, N, D), a (B, N) and
-    y (B, M, D), b (B, M) (weights summing to 1), cost |x - y|^2 / 2. Potentials come from
-    log-domain Sinkhorn without gradient; the value is rebuilt from them with gradient, so
-    points receive the exact envelope gradient."""
+    y (B, M, D), b (B, M) (weights summing to 1), cost |x - y|^2 / 2.
+
+    The potentials f (B, N), g (B, M) come from log-domain Sinkhorn without gradient. The
+    value is the dual <a, f> + <b, g> with f rebuilt from the fixed g with gradient: that is
+    max over f of the dual objective for this g, so its gradient in the cost is the transport
+    plan (envelope theorem) and points get d OT / d x = sum_j pi_ij (x_i - y_j), as finite
+    differences of the value give. (Rebuilding g from f with gradient as well would count
+    the plan twice: twice the gradient.)"""
     la, lb = torch.log(a.clamp_min(1e-30)), torch.log(b.clamp_min(1e-30))
     with torch.no_grad():
         C = 0.5 * torch.cdist(x, y) ** 2
@@ -37,8 +42,7 @@ def _ot(x: torch.Tensor, a: torch.Tensor, y: torch.Tensor, b: torch.Tensor, eps:
             g = -eps * _lse(la[:, :, None] + (f[:, :, None] - C) / eps, 1)
     C = 0.5 * torch.cdist(x, y) ** 2
     f = -eps * _lse(lb[:, None, :] + (g[:, None, :] - C) / eps, 2)
-    g2 = -eps * _lse(la[:, :, None] + (f.detach()[:, :, None] - C) / eps, 1)
-    return (a * f).sum(1) + (b * g2).sum(1)
+    return (a * f).sum(1) + (b * g).sum(1)
 
 
 def sinkhorn_divergence(x: torch.Tensor, a: torch.Tensor, y: torch.Tensor, b: torch.Tensor, blur: float = 0.05, iters: int = 50) -> torch.Tensor:
