@@ -51,10 +51,11 @@ def train_scheduler(cfg: ScheduleConfig):
 def ddim_scheduler(cfg: ScheduleConfig, clip: float = 1.0):
     """DDIM; predicted x0 is clipped to [-clip, clip] (the range of the normalised training data).
 
-    Step it with `use_clipped_model_output=True` (see `InteractionPrior.sample`): the noise of the
-    update is then re-derived from the clipped x0, so x0 and noise stay consistent. Keeping the
-    unclipped noise instead lets a strongly guided sample run away (a 1-D toy with guidance 4
-    ends far outside the clip range; tests/test_prior_fixes.py)."""
+    `InteractionPrior.sample(clipped_eps=True)` steps it with `use_clipped_model_output=True`: the
+    noise of the update is then re-derived from the clipped x0, so x0 and noise stay consistent.
+    Keeping the unclipped noise lets a strongly guided sample run away (a 1-D toy with guidance 4
+    ends far outside the clip range; tests/test_prior_fixes.py), yet the shipped prior, trained and
+    tuned with it, samples better with it (measured; README), so it stays the default."""
     from diffusers import DDIMScheduler
 
     return DDIMScheduler(**asdict(cfg), prediction_type="epsilon", clip_sample=True, clip_sample_range=float(clip),
@@ -166,11 +167,13 @@ class InteractionPrior(nn.Module):
     @torch.no_grad()
     def sample(self, categories: list[str], steps: int = 100, guidance: float = 4.0, seed: int = 0,
                batch_size: int = 16, progress: Callable[[int, int], None] | None = None,
-               clipped_eps: bool = True) -> torch.Tensor:
+               clipped_eps: bool = False) -> torch.Tensor:
         """DDIM samples x0 (B, 23, r, r, r); sample i depends only on (seed, i).
 
-        clipped_eps: re-derive each step's noise from the clipped x0 (consistent DDIM update);
-            False keeps the network's noise (the behaviour before, kept for the benchmark)."""
+        clipped_eps: re-derive each step's noise from the clipped x0 (the consistent DDIM update).
+            Off by default, by measurement: on the shipped prior (5 categories x 4 samples, DDIM 25)
+            it gave contact with penetration < 1 cm in 0 % of samples against 70 % with the
+            network's noise kept (hand diversity 1.95 vs 0.89 cm); see the README."""
         self.unet.eval()
         r = self.vqvae.config.downsampling
         res = 64 // r
