@@ -10,7 +10,8 @@ Inverse, in two steps, each hand on its own (hand i's pose depends only on field
    points x), solved with iteratively reweighted (Cauchy) least squares so noisy or wrong
    values do not drag it; inverse kinematics on these keypoints gives a first pose;
 2. the pose whose whole clamped field matches the given field (every voxel of every channel,
-   a robust pseudo-Huber loss), optimised with Adam per hand. G-HOP also fits the whole field, but with 1e4 x MSE + 0.1 x pose MSE; the pseudo-Huber loss here is what measured robust to noisy voxels.
+   a robust pseudo-Huber loss), optimised with Adam per hand. G-HOP also fits the whole field,
+   with 1e4 x MSE + 0.1 x pose MSE; the pseudo-Huber loss is what measured robust to noisy voxels.
 """
 
 from __future__ import annotations
