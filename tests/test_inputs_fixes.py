@@ -110,10 +110,10 @@ def _decimation_cases():
 def test_decimation_keeps_silhouette_area():
     """Tolerance: every view's silhouette area after/before >= 0.98 and <= 1.02 (vertex
     clustering gave 0.814-0.995 on these), at most 600 triangles."""
-    from hoitool.geometry.mesh import cluster_decimate
+    from hoitool.geometry.mesh import decimate
 
     for name, mesh in _decimation_cases():
-        simple = cluster_decimate(mesh, 600)
+        simple = decimate(mesh, 600)
         assert len(simple.faces) <= 600, name
         assert len(simple.faces) >= 300, (name, len(simple.faces))  # clustering overshot to 284 of 600
         r = _silhouette_areas(mesh, simple)

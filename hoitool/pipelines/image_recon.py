@@ -36,7 +36,7 @@ import trimesh
 from hoitool.geometry.camera import Camera, crop_inside, crop_mask, square_window
 from hoitool.geometry.grid import SDFVolume, canonical_sdf
 from hoitool.geometry.icp import icp
-from hoitool.geometry.mesh import cluster_decimate
+from hoitool.geometry.mesh import decimate
 from hoitool.geometry.raycast import nearest_farthest, ray_hits
 from hoitool.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
 from hoitool.hand.fitting import fit_to_2d_keypoints
@@ -190,7 +190,7 @@ class _Context:
         self.ras_hand = SoftRasterizer(S, S, sigma=cfg.sigma, cull_back=True, silhouette="distance")
         # object: centred at its vertex mean; a simplified copy for rendering, points for splatting
         self.centre = np.asarray(mesh.vertices).mean(0)
-        simple = cluster_decimate(mesh, cfg.object_faces)
+        simple = decimate(mesh, cfg.object_faces)
         self.ov = t(np.asarray(simple.vertices) - self.centre)
         self.of = torch.as_tensor(np.asarray(simple.faces), dtype=torch.long, device=dev)
         pts, _ = trimesh.sample.sample_surface(mesh, 1500, seed=cfg.seed)
