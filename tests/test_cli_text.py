@@ -1,7 +1,11 @@
 """User text that goes through Rich (errors, hints, paths, YAML) reaches the terminal unchanged."""
 
+import os
+from pathlib import Path
+
 import pytest
 import typer
+from rich.console import Console
 from typer.testing import CliRunner
 
 from hoitool.cli import common, doctor
@@ -20,13 +24,25 @@ def test_error_line_keeps_brackets(capsys):
     assert msg in capsys.readouterr().err.replace("\n", "")
 
 
-def test_summary_keeps_brackets_in_lines_and_paths(capsys, tmp_path):
+def _panel_text(out: str) -> str:
+    """The panel's content with its borders and line breaks removed (long lines fold)."""
+    return "".join(line.strip().strip("│╭╮╰╯─").strip() for line in out.splitlines())
+
+
+@pytest.mark.parametrize("width", [40, 80, 200])
+def test_summary_keeps_brackets_in_lines_and_paths(capsys, tmp_path, monkeypatch, width):
+    # CI's terminal is 80 columns: a path longer than that was cropped to "..." and lost "run[1]"
+    monkeypatch.setattr(common, "console", Console(width=width, force_terminal=False))
     p = tmp_path / "run[1]" / "samples.npz"
     p.parent.mkdir()
     p.write_bytes(b"")
-    common.summary("t", [p], ["category: [mug]"])
+    common.summary("t [x]", [p], ["category: [mug]"])
     out = capsys.readouterr().out
-    assert "category: [mug]" in out and "run[1]" in out
+    text = _panel_text(out)
+    assert "category:[mug]" in text.replace(" ", "")
+    assert "t [x]" in out
+    assert os.path.relpath(p, Path.cwd()).replace(" ", "") in text.replace(" ", "")
+    assert "..." not in out and "…" not in out
 
 
 def test_doctor_install_hint_keeps_the_extra(monkeypatch):

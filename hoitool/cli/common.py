@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.panel import Panel
+from rich.text import Text
 from rich.progress import (
     BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn,
     TimeRemainingColumn,
@@ -73,4 +74,5 @@ def summary(title: str, written: list[Path], lines: list[str] | None = None) -> 
             except ValueError:
                 rel = str(p)
             body.append(f"  {plain(rel)}{'/' if Path(p).is_dir() else ''}")
-    console.print(Panel("\n".join(body), title=title, expand=False))
+    # fold, never crop: a long path wraps onto the next line instead of ending in "..."
+    console.print(Panel(Text.from_markup("\n".join(body), overflow="fold"), title=plain(title), expand=False))
