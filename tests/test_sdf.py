@@ -59,3 +59,19 @@ def test_hole_tolerated_by_winding_number():
     outside = np.array([[0.0, 0.0, 0.1], [0.08, 0.0, 0.0]])
     assert (signed_distance(open_box, inside) < 0).all()
     assert (signed_distance(open_box, outside) > 0).all()
+
+
+@pytest.mark.parametrize("truncation", [None, 0.15])
+@pytest.mark.parametrize("make", [
+    lambda: trimesh.creation.torus(0.6, 0.2, major_sections=48, minor_sections=24),
+    lambda: trimesh.util.concatenate([trimesh.creation.box((1.2, 0.5, 0.5)),
+                                      trimesh.creation.box((0.5, 0.5, 1.2)).apply_translation([0.3, 0, 0])]),
+])
+def test_grid_signs_from_regions_equal_pointwise_winding_numbers(make, truncation):
+    """sdf_grid takes winding numbers only near the surface and one per region: same signs as every point's."""
+    m = make()
+    m.merge_vertices()
+    R = 40
+    g = sdf_grid(m, R, -1.0, 1.0, truncation=truncation).reshape(-1)
+    ref = signed_distance(m, grid_points(R).reshape(-1, 3), truncation=truncation)
+    np.testing.assert_allclose(g, ref, atol=1e-6)
