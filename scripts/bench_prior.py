@@ -119,7 +119,7 @@ def speed(train_root: Path, vqvae_path, steps: int = 6) -> dict:
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, make, bs in (("vqvae", lambda: VQVAETask(train_root), 8),
-                               ("ghop", lambda: GHOPTask(train_root, vqvae_path, options=None, cache=Path(tmp) / "lat.pt"), 16)):
+                               ("ghop", lambda: GHOPTask(train_root, vqvae_path, options=None, cache=Path(tmp) / "latents"), 16)):
             task = make()
             times = []
             train(task, TrainConfig(out=f"{tmp}/{name}", steps=1, batch_size=bs, device="cpu"))  # warm-up

@@ -219,7 +219,7 @@ def main(argv=None) -> int:
         log(f"vqvae done: {res.step} steps, {res.seconds:.0f} s this call")
     if args.stage in ("all", "ghop"):
         log("training the prior")
-        task = GHOPTask(data, args.runs / "vqvae", UNetConfig(**UNET), cache=args.runs / "ghop" / "latents.pt", log=log)
+        task = GHOPTask(data, args.runs / "vqvae", UNetConfig(**UNET), cache=args.runs / "ghop" / "latents", log=log)
         cfg = TrainConfig(out=str(args.runs / "ghop"), steps=args.prior_steps, batch_size=args.prior_batch, lr=args.prior_lr,
                           weight_decay=0.01, warmup=50, checkpoint_every=100, device=args.device)
         res = train(task, cfg, progress_printer("ghop"))

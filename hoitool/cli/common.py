@@ -20,6 +20,7 @@ from rich.progress import (
 )
 
 from hoitool.errors import HoiError
+from hoitool.utils import signals
 
 console = Console()
 err_console = Console(stderr=True)
@@ -43,9 +44,11 @@ def user_errors() -> Iterator[None]:
     except HoiError as e:
         err_console.print(f"[bold red]error:[/] {plain(e)}", soft_wrap=True)
         raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]: finished work is kept; run the same command again to resume", soft_wrap=True)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as e:
+        name = plain(e.args[0]) if isinstance(e, signals.Interrupted) else "Ctrl-C"
+        err_console.print(f"[yellow]interrupted[/] ({name}): finished work is kept; run the same command again to resume",
+                          soft_wrap=True)
+        raise typer.Exit(signals.exit_code(e)) from None
 
 
 @contextlib.contextmanager

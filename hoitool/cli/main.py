@@ -33,6 +33,9 @@ app.command("view")(view)
 
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True)) -> None:
+    from hoitool.utils import signals
+
+    signals.install()  # SIGTERM / SIGHUP end a command as Ctrl-C does: work saved, workers stopped
     if version:
         import hoitool
 

@@ -16,10 +16,10 @@ def prepare_data(
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="JSONL manifest of HOI records (see README, 'Manifest format')."),
     synthetic: int = typer.Option(0, "--synthetic", help="Generate this many records of the procedural synthetic corpus instead."),
     categories: Optional[str] = typer.Option(None, "--categories", help="Synthetic categories, comma-separated (default: all 14)."),
-    grasps_per_object: int = typer.Option(8, "--grasps-per-object", min=1, help="Synthetic grasps planned per object."),
-    scale: float = typer.Option(1.0, "--scale", help="Multiply manifest mesh coordinates by this (0.001 for millimetres)."),
+    grasps_per_object: Optional[int] = typer.Option(None, "--grasps-per-object", min=1, help="Synthetic grasps planned per object [default: 8]."),
+    scale: Optional[float] = typer.Option(None, "--scale", help="Multiply manifest mesh coordinates by this (0.001 for millimetres) [default: 1]."),
     workers: int = typer.Option(max(1, min(os.cpu_count() or 1, 8)), "--workers", "-j", min=1, help="Parallel worker processes."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic corpus."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the synthetic corpus [default: 0]."),
     no_preview: bool = typer.Option(False, "--no-preview", help="Do not render preview.png."),
     mano_dir: Optional[Path] = typer.Option(None, "--mano-dir", help="Folder with MANO_RIGHT.pkl / MANO_LEFT.pkl (default: the open hand)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved options and exit."),
@@ -27,14 +27,23 @@ def prepare_data(
 ) -> None:
     """Convert a manifest or the synthetic corpus into prepared shards: a canonical SDF grid per object, a hand-centric 64^3 object grid and hand parameters per record."""
     from hoitool.data.prepare import PrepareConfig, check_config, prepare
+    from hoitool.errors import InputError
     from hoitool.utils.config import dump_yaml
 
     setup_logging(verbose)
     with user_errors():
+        # options of the other mode would be ignored yet look as if they did something: refused
+        if manifest is not None:
+            given = [n for n, v in (("--seed", seed), ("--categories", categories), ("--grasps-per-object", grasps_per_object)) if v is not None]
+            if given:
+                raise InputError(f"{', '.join(given)} apply to --synthetic only: drop {'them' if len(given) > 1 else 'it'} with --manifest")
+        elif scale is not None:
+            raise InputError("--scale applies to --manifest meshes only: drop it with --synthetic")
         cfg = PrepareConfig(
             out=out, manifest=manifest, synthetic=synthetic,
             categories=[c.strip() for c in categories.split(",") if c.strip()] if categories else None,
-            grasps_per_object=grasps_per_object, scale=scale, workers=workers, seed=seed, preview=not no_preview,
+            grasps_per_object=8 if grasps_per_object is None else grasps_per_object, scale=1.0 if scale is None else scale,
+            workers=workers, seed=0 if seed is None else seed, preview=not no_preview,
             mano_dir=str(mano_dir) if mano_dir else None,
         )
         if dry_run:
@@ -51,6 +60,13 @@ def prepare_data(
             lines.append(f"penetration: mean {s['penetration_mm']['mean']:.2f} mm, max {s['penetration_mm']['max']:.2f} mm; "
                          f"fingers in contact: {s['fingers_in_contact_mean']:.2f} of 5")
         if "planner" in s and s["planner"]["acceptance_rate"] is not None:
-            lines.append(f"grasp planner: {s['planner']['accepted']} of {s['planner']['candidates']} candidates accepted "
+            lines.append(f"grasp planner: {s['planner']['accepted']} of {s['planner']['candidates']} candidates passed the gates "
                          f"({100 * s['planner']['acceptance_rate']:.0f} %)")
+        if synthetic and res.records < synthetic:
+            lines.append(f"warning: {res.records} records, not the {synthetic} asked for: the planner found too few grasps "
+                         "(see stats.json, planner.rejected)")
+        nothing = s.get("touching_nothing") or []
+        if nothing:
+            lines.append(f"warning: {len(nothing)} record(s) touch nothing (no finger or palm within the contact distance), "
+                         f"e.g. {', '.join(map(str, nothing[:3]))}")
         summary("prepare-data", res.written, lines)

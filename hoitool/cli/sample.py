@@ -25,6 +25,7 @@ def sample(
 ) -> None:
     """Sample hand-object interactions: per-sample hand and object meshes (hand frame, metres) and a .glb scene,
     samples.npz with all parameters, and a contact sheet."""
+    from hoitool.data.grasps import staged_folder
     from hoitool.data.vocab import category_or_text
     from hoitool.errors import InputError
     from hoitool.prior.checkpoint import load_prior
@@ -36,15 +37,17 @@ def sample(
         name = category_or_text(category)
         if not name:
             raise InputError("the category is empty: name an object, e.g. hoitool sample mug --n 8 --out samples/")
-        if (out / "samples.npz").exists():
-            raise InputError(f"{out} already holds samples (samples.npz): choose another --out or delete it")
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise InputError(f"{out} already exists and is not empty: choose another --out or delete it")
         dev = resolve_device(device)
         prior = load_prior(model, dev)
         known = name in prior.categories
         with progress_bar(f"sampling {n} x {name!r} ({steps} DDIM steps)") as update:
             res = sample_interactions(prior, name, n, steps=steps, guidance=guidance, seed=seed, batch_size=batch_size,
                                       progress=update)
-        written = write_samples(res, out, sheet=not no_sheet, meta={"model": prior.source, "steps": steps, "guidance": guidance})
+        with staged_folder(out) as tmp:  # a hidden sibling, named OUT only once complete
+            staged = write_samples(res, tmp, sheet=not no_sheet, meta={"model": prior.source, "steps": steps, "guidance": guidance})
+        written = [out / p.relative_to(tmp) for p in staged]
         has = [o is not None for o in res.objects]
         lines = [f"model: {prior.source} (step {prior.step})",
                  f"category: {name}" + ("" if known else f" (not a training category: nearest by text; known: {', '.join(prior.categories)})")]

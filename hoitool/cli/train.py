@@ -128,12 +128,14 @@ def train_ghop(
     seed: int = typer.Option(0, "--seed"),
     checkpoint_every: int = typer.Option(100, "--checkpoint-every", min=1, help="Steps between checkpoints."),
     log_every: int = typer.Option(10, "--log-every", min=1, help="Steps between metrics.jsonl / tensorboard entries."),
+    mano_dir: Optional[Path] = typer.Option(None, "--mano-dir", help="MANO folder, when it moved since prepare-data (default: the one DATA was prepared with)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved options and exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Train the interaction prior: a text-conditioned 3D diffusion model over [VQ-VAE latent | hand field] grids."""
+    from hoitool.errors import InputError
     from hoitool.models.unet3d import UNetConfig
-    from hoitool.train.loop import train
+    from hoitool.train.loop import init_distributed, resolve_device, train
     from hoitool.train.tasks import GHOPTask, PriorOptions
     from hoitool.utils.config import dump_yaml
 
@@ -144,11 +146,16 @@ def train_ghop(
         cfg = _train_config(out, steps, batch_size, lr, device, resume, seed, checkpoint_every, log_every, weight_decay=0.01)
         if dry_run:
             console.print(plain(dump_yaml({"train": cfg, "model": model, "options": opts, "data": str(data),
-                                     "vqvae": str(vqvae) if vqvae else "shipped default"})))
+                                     "vqvae": str(vqvae) if vqvae else "shipped default",
+                                     "mano_dir": str(mano_dir) if mano_dir else "as prepared"})))
             return
-        task = GHOPTask(data, vqvae, model, opts, cache=Path(out) / "latents.pt", encode=False)
+        if Path(out).exists() and not Path(out).is_dir():
+            raise InputError(f"--out {out} is a file: pass a folder for the run")
+        task = GHOPTask(data, vqvae, model, opts, cache=Path(out) / "latents", encode=False, mano_dir=mano_dir)
+        dev = resolve_device(cfg.device)
+        init_distributed(dev)  # rank 0 encodes the cache, the others wait for it
         with (contextlib.nullcontext(None) if _rank() != 0 else progress_bar("encoding records with the VQ-VAE")) as enc:
-            task.encode(progress=enc)
+            task.encode(device=dev, progress=enc)
         with _train_progress("ghop") as update:
             res = train(task, cfg, update)
         _report("ghop", res, cfg)

@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import signal
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -186,7 +187,8 @@ def _synthetic_shard(task: dict) -> dict:
         vol = SDFVolume(sdf, uTo)
         gb = planner.plan(mesh, vol, cfg["grasps_per_object"], cfg["seed"], oid)
         summary["candidates"] += gb.candidates
-        summary["accepted"] += gb.params.batch_size
+        summary["accepted"] += gb.passed  # every grasp that passed the gates, kept or not
+        summary["kept"] = summary.get("kept", 0) + gb.params.batch_size
         for k, v in gb.rejected.items():
             summary["rejected"][k] = summary["rejected"].get(k, 0) + v
         summary["objects"].append(oid)
@@ -211,7 +213,8 @@ def _object_task(task: dict) -> str:
     out = Path(task["out"])
     mesh, report = load_mesh(task["mesh"], task["scale"])
     sdf, uTo = _canonical(mesh, task["resolution"], task["truncation_m"])
-    _save_object(out, task["oid"], sdf, uTo, task["mesh"], task["category"], task["scale"])
+    # relative to the folder, so a dataset moved together with its prepared folder still resolves
+    _save_object(out, task["oid"], sdf, uTo, os.path.relpath(task["mesh"], out), task["category"], task["scale"])
     return task["oid"]
 
 
@@ -239,7 +242,9 @@ def _manifest_shard(task: dict) -> dict:
             _add(arrays, grids, params, np.full(len(rs), side == "left"))
             for i, r in enumerate(rs):
                 meta.append({"id": r["id"], "category": r["category"], "object_id": oid, "side": side,
-                             "source": r["source"], "object_mesh": r["object_mesh"], "scale": r["scale"], **_quality_meta(q, i)})
+                             "source": r["source"], "object_mesh": os.path.relpath(r["object_mesh"], out), "scale": r["scale"],
+                             "line": r["line"], **_quality_meta(q, i)})
+    write_text(out / "shards" / f"shard-{task['shard']:05d}.key", task["key"] + "\n")
     _write_shard(out, task["shard"], arrays, meta)
     return {"records": len(meta)}
 
@@ -248,11 +253,37 @@ def _manifest_shard(task: dict) -> dict:
 # main process
 # ----------------------------------------------------------------------------------------
 
+#: Options that only the synthetic corpus uses, and those that only a manifest uses.
+SYNTHETIC_ONLY = ("synthetic", "categories", "grasps_per_object", "objects_per_shard", "seed", "planner")
+MANIFEST_ONLY = ("manifest", "scale", "records_per_shard")
+
+
 def _config_fingerprint(cfg: PrepareConfig) -> str:
+    """A hash of the options that decide the output. A manifest's path is left out: its
+    records are checked shard by shard, by content (see `_record_key`)."""
     d = to_dict(cfg)
     for k in ("out", "workers", "preview"):
         d.pop(k, None)
+    if cfg.manifest is not None:
+        for k in ("manifest", *SYNTHETIC_ONLY):
+            d.pop(k, None)
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+_HANDS: dict = {}
+
+
+def hand_record(mano_dir: str | None) -> dict:
+    """Which right hand the grids are made with: its source, fingerprint and MANO folder
+    (checked here, in the main process, so a bad --mano-dir fails in one line)."""
+    from hoitool.hand.model import HandModel, hand_fingerprint
+
+    key = (mano_dir, os.environ.get("HOITOOL_MANO_DIR"))
+    if key not in _HANDS:
+        hand = HandModel("right", mano_dir)
+        _HANDS[key] = {"source": hand.source, "fingerprint": hand_fingerprint(hand),
+                       "mano_dir": str(Path(mano_dir).resolve()) if mano_dir else None}
+    return _HANDS[key]
 
 
 def _has_work(out: Path) -> bool:
@@ -260,26 +291,57 @@ def _has_work(out: Path) -> bool:
     return any(out.glob("shards/shard-*.json")) or any(out.glob("objects/*.npz"))
 
 
-def _config_conflict(cfg: PrepareConfig) -> bool:
+def _config_conflict(cfg: PrepareConfig) -> str | None:
+    """Why the folder's finished work cannot be continued with `cfg` (None: it can)."""
     path = cfg.out / "config.yaml"
     if not path.exists() or not _has_work(cfg.out):
-        return False  # a run that failed before finishing anything does not bind the folder
-    return (yaml.safe_load(path.read_text()) or {}).get("fingerprint") != _config_fingerprint(cfg)
+        return None  # a run that failed before finishing anything does not bind the folder
+    old = yaml.safe_load(path.read_text()) or {}
+    if old.get("fingerprint") != _config_fingerprint(cfg):
+        return "other options"
+    hand = old.get("hand")
+    if hand is not None and hand.get("fingerprint") != hand_record(cfg.mano_dir)["fingerprint"]:
+        return f"another hand model ({hand.get('source')})"
+    return None
 
 
 def _check_or_write_config(cfg: PrepareConfig) -> Path:
     path = cfg.out / "config.yaml"
     fp = _config_fingerprint(cfg)
-    if _config_conflict(cfg):
-        raise HoiError(f"{cfg.out} holds data prepared with other options: use another --out, or delete it to start over")
+    why = _config_conflict(cfg)
+    if why:
+        raise HoiError(f"{cfg.out} holds data prepared with {why}: use another --out, or delete it to start over")
     cfg.out.mkdir(parents=True, exist_ok=True)
-    d = {"format_version": FORMAT_VERSION, "fingerprint": fp, **to_dict(cfg)}
+    d = {"format_version": FORMAT_VERSION, "fingerprint": fp, "hand": hand_record(cfg.mano_dir), **to_dict(cfg)}
+    if cfg.manifest is not None:
+        d["manifest"] = str(Path(cfg.manifest).resolve())
     write_text(path, yaml.safe_dump(d, sort_keys=False))
     return path
 
 
-def _shard_done(out: Path, shard: int) -> bool:
-    return (out / "shards" / f"shard-{shard:05d}.json").exists()
+def _shard_done(out: Path, shard: int, key: str | None = None) -> bool:
+    """Whether a shard is finished (and, given `key`, was made from the same records)."""
+    stem = out / "shards" / f"shard-{shard:05d}"
+    if not stem.with_suffix(".json").exists():
+        return False
+    if key is None:
+        return True
+    k = stem.with_suffix(".key")
+    return k.exists() and k.read_text().strip() == key
+
+
+def _mesh_stamp(path: str) -> str:
+    st = Path(path).stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _record_key(records: list[dict], stamps: dict[str, str]) -> str:
+    """What a manifest shard was made from: its records and the size and time of their meshes."""
+    h = hashlib.sha1()
+    for r in records:
+        h.update(json.dumps({k: v for k, v in r.items() if k != "line"}, sort_keys=True).encode())
+        h.update(stamps[r["object_mesh"]].encode())
+    return h.hexdigest()[:16]
 
 
 def _run(tasks: list, fn, cfg: PrepareConfig, planner: bool, on_done: Callable[[dict], None]) -> None:
@@ -363,18 +425,67 @@ def _prepare_synthetic(cfg: PrepareConfig, progress) -> tuple[int, int]:
     return shard, skipped
 
 
+#: A manifest hand whose wrist is farther than this from its object's bounding sphere is refused.
+MAX_WRIST_DISTANCE_M = 0.3
+
+
+def _check_meshes(records: list[HOIRecord]) -> dict[str, str]:
+    """Every mesh path exists and is a file (before any work): {path: size/time stamp}."""
+    stamps: dict[str, str] = {}
+    for r in records:
+        p = str(Path(r.object_mesh).resolve())
+        if p in stamps:
+            continue
+        if not Path(p).is_file():
+            raise InputError(f"{r.where}: object mesh not found: {r.object_mesh} (paths are relative to the manifest's folder)")
+        stamps[p] = _mesh_stamp(p)
+    return stamps
+
+
+def _check_hands_near_objects(cfg: PrepareConfig, recs: list[dict], records: list[HOIRecord]) -> None:
+    """Refuse records whose wrist is far from the object (wrong units or frame), naming them."""
+    from hoitool.hand.model import HandModel, HandParams
+
+    wheres = {r.id: r.where for r in records}
+    far = []
+    hands = {}
+    for side in ("right", "left"):
+        rs = [r for r in recs if r["side"] == side]
+        if not rs:
+            continue
+        hand = hands.setdefault(side, HandModel(side, cfg.mano_dir))
+        for i in range(0, len(rs), 2048):
+            chunk = rs[i:i + 2048]
+            params = HandParams.cat([HandParams.from_numpy(r, side=side) for r in chunk])
+            with torch.no_grad():
+                wrist = hand(params).joints[:, 0].double().numpy()
+            for r, w in zip(chunk, wrist):
+                with np.load(cfg.out / "objects" / f"{r['object_id']}.npz") as z:
+                    uTo = z["uTo"]
+                s_ = uTo[0, 0]
+                centre, radius = -uTo[:3, 3] / s_, 0.9 / s_
+                d = float(np.linalg.norm(w - centre) - radius)
+                if d > MAX_WRIST_DISTANCE_M:
+                    far.append((r["id"], d))
+    if far:
+        first = ", ".join(f"{wheres[i]} ({d:.2f} m)" for i, d in far[:3])
+        raise InputError(f"{len(far)} record(s) put the wrist more than {MAX_WRIST_DISTANCE_M} m from the object, e.g. {first}: "
+                         "hand parameters must be in metres, in the mesh's frame after `scale` (transl in millimetres?)")
+
+
 def _prepare_manifest(cfg: PrepareConfig, progress) -> tuple[int, int]:
     records = read_manifest(cfg.manifest)
+    stamps = _check_meshes(records)
     objects: dict[tuple[str, float], str] = {}
     first: dict[str, dict] = {}  # object id -> its first record
     rec_dicts = []
     for r in records:
         key = (str(Path(r.object_mesh).resolve()), r.scale * cfg.scale)
-        if key not in objects:
-            h = hashlib.sha1(f"{key[0]}|{key[1]!r}".encode()).hexdigest()[:8]
+        if key not in objects:  # a changed mesh file (size, time) is another object
+            h = hashlib.sha1(f"{key[0]}|{key[1]!r}|{stamps[key[0]]}".encode()).hexdigest()[:8]
             objects[key] = f"{Path(key[0]).stem}-{h}"
         d = r.to_json()
-        d.update(object_mesh=key[0], scale=key[1], object_id=objects[key])
+        d.update(object_mesh=key[0], scale=key[1], object_id=objects[key], line=r.where)
         first.setdefault(d["object_id"], d)
         rec_dicts.append(d)
     obj_tasks = [{"out": str(cfg.out), "oid": oid, "mesh": d["object_mesh"], "scale": d["scale"], "category": d["category"],
@@ -390,17 +501,19 @@ def _prepare_manifest(cfg: PrepareConfig, progress) -> tuple[int, int]:
         progress(done_n, total)
 
     _run(obj_tasks, _object_task, cfg, False, obj_done)
+    _check_hands_near_objects(cfg, rec_dicts, records)
     base = {"resolution": cfg.resolution}
     tasks, skipped = [], 0
     R = cfg.records_per_shard
     n_shards = math.ceil(len(rec_dicts) / R)
     for s in range(n_shards):
         chunk = rec_dicts[s * R:(s + 1) * R]
-        if _shard_done(cfg.out, s):
+        key = _record_key(chunk, stamps)
+        if _shard_done(cfg.out, s, key):
             skipped += 1
             done_n += len(chunk)
-        else:
-            tasks.append({"out": str(cfg.out), "cfg": base, "shard": s, "records": chunk})
+        else:  # new, or made from other records (a changed manifest or mesh): (re)done
+            tasks.append({"out": str(cfg.out), "cfg": base, "shard": s, "records": chunk, "key": key})
     progress(done_n, total)
 
     def shard_done(summary):
@@ -409,7 +522,23 @@ def _prepare_manifest(cfg: PrepareConfig, progress) -> tuple[int, int]:
         progress(done_n, total)
 
     _run(tasks, _manifest_shard, cfg, False, shard_done)
+    _remove_stale(cfg.out, n_shards, set(objects.values()))
     return n_shards, skipped
+
+
+def _remove_stale(out: Path, n_shards: int, objects: set[str]) -> None:
+    """Shards past the last one and objects no record uses (left by an earlier, longer or
+    different manifest)."""
+    for p in out.glob("shards/shard-*.*"):
+        try:
+            num = int(p.name.split(".")[0].split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        if num >= n_shards:
+            p.unlink()
+    for p in out.glob("objects/*.npz"):
+        if p.stem not in objects:
+            p.unlink()
 
 
 def _collect(cfg: PrepareConfig, n_shards: int, limit: int | None) -> tuple[list[dict], dict]:
@@ -433,6 +562,7 @@ def _collect(cfg: PrepareConfig, n_shards: int, limit: int | None) -> tuple[list
         "fingers_in_contact_mean": float(fingers.sum(1).mean()) if len(fingers) else None,
         "thumb_contact_share": float(fingers[:, 0].mean()) if len(fingers) else None,
         "opposed_share": float(np.mean([m["opposed"] for m in q])) if q else None,
+        "touching_nothing": [m.get("line") or m["id"] for m in q if not any(m["fingers_in_contact"]) and not m["palm_contact"]],
     }
     return index, stats
 
@@ -450,8 +580,10 @@ def check_config(cfg: PrepareConfig) -> None:
         raise InputError(f"--out {cfg.out} exists and is not a folder")
     if cfg.synthetic > 0:
         _resolve_categories(cfg.categories)
-    if _config_conflict(cfg):
-        raise HoiError(f"{cfg.out} holds data prepared with other options: use another --out, or delete it to start over")
+    hand_record(cfg.mano_dir)  # a bad --mano-dir fails here, in one line, not in every worker
+    why = _config_conflict(cfg)
+    if why:
+        raise HoiError(f"{cfg.out} holds data prepared with {why}: use another --out, or delete it to start over")
 
 
 def prepare(cfg: PrepareConfig, progress: Callable[[int, int], None] | None = None) -> PrepareResult:
@@ -460,6 +592,7 @@ def prepare(cfg: PrepareConfig, progress: Callable[[int, int], None] | None = No
     check_config(cfg)
     progress = progress or (lambda done, total: None)
     _check_or_write_config(cfg)
+    (cfg.out / "index.jsonl").unlink(missing_ok=True)  # the folder is unfinished until the index is back
     for stale in list(cfg.out.glob("**/.*.part")):  # temporaries of an interrupted run
         stale.unlink()
     written = [cfg.out / "config.yaml"]
@@ -487,8 +620,9 @@ def prepare(cfg: PrepareConfig, progress: Callable[[int, int], None] | None = No
 
 
 def _synthetic_stats(cfg: PrepareConfig, n_shards: int) -> dict:
-    """Planner acceptance from the shards' records and the planner's own bookkeeping."""
-    cand = acc = 0
+    """Planner acceptance from the shards' records and the planner's own bookkeeping: every
+    candidate that passed the gates counts as accepted, kept for the record count or not."""
+    cand = acc = kept = 0
     rej: dict[str, int] = {}
     for s in range(n_shards):
         p = cfg.out / "shards" / f"shard-{s:05d}.planner.json"
@@ -496,9 +630,11 @@ def _synthetic_stats(cfg: PrepareConfig, n_shards: int) -> dict:
             d = json.loads(p.read_text())
             cand += d["candidates"]
             acc += d["accepted"]
+            kept += d.get("kept", d["records"])
             for k, v in d["rejected"].items():
                 rej[k] = rej.get(k, 0) + v
     return {"candidates": cand, "accepted": acc, "acceptance_rate": acc / cand if cand else None, "rejected": rej,
+            "kept": kept,
             "gates": {"max_penetration_mm": cfg.planner.max_penetration_m * 1000, "contact_threshold_mm": cfg.planner.contact_threshold_m * 1000,
                       "min_fingers_incl_thumb": cfg.planner.min_fingers, "opposition_cos_below": cfg.planner.opposition_cos}}
 

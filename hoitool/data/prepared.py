@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +76,7 @@ def _row(root: Path, entry: dict) -> PreparedRecord:
         arrays = {k: z[k][r] for k in ("object_grid", "hTo", "nTh", "mirrored", *HAND_KEYS)}
     return PreparedRecord(
         id=entry["id"], category=entry["category"], object_id=entry["object_id"], side=entry["side"],
-        source=entry["source"], object_mesh=str(root / meta["object_mesh"]),  # absolute paths stay as they are
+        source=entry["source"], object_mesh=os.path.normpath(root / meta["object_mesh"]),  # absolute paths stay as they are
         scale=float(meta.get("scale", 1.0)),
         hand=HandParams.from_numpy({k: arrays[k] for k in HAND_KEYS}, side=entry["side"]),
         object_grid=arrays["object_grid"].astype(np.float32), hTo=arrays["hTo"], nTh=arrays["nTh"],

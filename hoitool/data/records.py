@@ -47,6 +47,8 @@ class HOIRecord:
     """Multiplies mesh coordinates to get metres."""
     extra: dict = field(default_factory=dict)
     """Anything else the record carried (kept when written back)."""
+    where: str = ""
+    """Where it was read from ('manifest.jsonl:12'), for messages; not written back."""
 
     def hand_params(self) -> HandParams:
         return HandParams.from_numpy({k: getattr(self, k) for k in VECTOR_FIELDS}, side=self.side)
@@ -81,16 +83,21 @@ def parse_record(obj: dict, where: str, base: Path | None = None) -> HOIRecord:
     if side not in ("right", "left"):
         raise InputError(f"{where}: side must be 'right' or 'left', got {obj['side']!r}")
     scale = obj.get("scale", 1.0)
-    if not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
-        raise InputError(f"{where}: scale must be a positive number, got {scale!r}")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+        raise InputError(f"{where}: scale must be a positive number, got {json.dumps(scale)}")
+    category = category_or_text(str(obj["category"])) if obj["category"] is not None else ""
+    if not category:
+        raise InputError(f"{where}: category is empty: name the object (e.g. \"mug\")")
+    if not str(obj["object_mesh"]).strip():
+        raise InputError(f"{where}: object_mesh is empty: give the mesh file's path")
     mesh = Path(os.path.expanduser(str(obj["object_mesh"])))
     if base is not None and not mesh.is_absolute():
         mesh = base / mesh
     known = set(REQUIRED) | {"id", "source", "scale"}
     return HOIRecord(
-        object_mesh=str(mesh), category=category_or_text(str(obj["category"])), side=side, **vec,
+        object_mesh=str(mesh), category=category, side=side, **vec,
         id=str(obj.get("id", "")), source=str(obj.get("source", "")), scale=float(scale),
-        extra={k: v for k, v in obj.items() if k not in known},
+        extra={k: v for k, v in obj.items() if k not in known}, where=where,
     )
 
 

@@ -202,3 +202,15 @@ def _fix_mano_left_shapedirs(layer) -> None:
     cy = (centred[:, 1] * sd[:, 1, 0]).sum()
     if cx * cy < 0:
         sd[:, 0, :] *= -1
+
+
+def hand_fingerprint(hand: HandModel) -> str:
+    """A short hash of the hand model's arrays (template, blend shapes, joint regressor,
+    skinning weights, faces): two hands with the same fingerprint give the same meshes."""
+    import hashlib
+
+    h = hashlib.sha256(hand.side.encode())
+    layer = hand.layer
+    for t in (layer.v_template, layer.shapedirs, layer.posedirs, layer.J_regressor, layer.lbs_weights, hand.faces):
+        h.update(np.ascontiguousarray(t.detach().cpu().numpy()).tobytes())
+    return h.hexdigest()[:16]

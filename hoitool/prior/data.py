@@ -64,21 +64,38 @@ class InteractionData:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def object_grids(self, idx: torch.Tensor, augment: torch.Tensor | None = None, res: int = GRID_RES) -> torch.Tensor:
-        """(B, 1, res, res, res) object channels in [-1, 1].
+    def object_grids(self, idx: torch.Tensor, augment: torch.Tensor | None = None, res: int = GRID_RES,
+                     device: torch.device | str | None = None) -> torch.Tensor:
+        """(B, 1, res, res, res) object channels in [-1, 1], resampled on `device` (default: CPU).
 
         Args:
             idx: (B,) record indices.
             augment: (B, 4, 4) optional rigid transforms of the grid frame (augmented n -> n).
         """
+        device = torch.device(device) if device is not None else self.sdf.device
         uTn = self.uTn[idx]
         if augment is not None:
             uTn = uTn @ augment
-        return object_channel(self.sdf[self.object_index[idx]], uTn, res)
+        sdf = self._sdf_on(device)
+        return object_channel(sdf[self.object_index[idx].to(device)], uTn.to(device), res)
 
-    def hand_fields(self, hand: HandModel, idx: torch.Tensor, res: int = LATENT_RES) -> torch.Tensor:
-        """(B, 20, res, res, res) skeletal fields of the records' (right) hands."""
-        return hand_field(hand, self.hand[idx], res)
+    def _sdf_on(self, device: torch.device) -> torch.Tensor:
+        """The objects' SDF grids on `device` (moved there once)."""
+        if self.sdf.device != device:
+            cached = getattr(self, "_sdf_device", None)
+            if cached is None or cached.device != device:
+                self._sdf_device = self.sdf.to(device)
+            return self._sdf_device
+        return self.sdf
+
+    def hand_fields(self, hand: HandModel, idx: torch.Tensor, res: int = LATENT_RES,
+                    device: torch.device | str | None = None) -> torch.Tensor:
+        """(B, 20, res, res, res) skeletal fields of the records' (right) hands, on `device`
+        (default: the hand model's)."""
+        params = self.hand[idx]
+        if device is not None:
+            params = params.to(device)
+        return hand_field(hand, params, res)
 
 
 def random_rigid(generator: torch.Generator, max_angle: float, max_shift: float) -> torch.Tensor:

@@ -100,18 +100,42 @@ class GridNormaliser(nn.Module):
         return u[:, :OBJECT_CHANNELS] * self.latent_scale + self.latent_shift, x_to_field(u[:, OBJECT_CHANNELS:])
 
     @classmethod
-    def fit(cls, z: torch.Tensor, field: torch.Tensor, floor: float = 0.05) -> "GridNormaliser":
+    def fit(cls, z, field, floor: float = 0.05, chunk: int = 256) -> "GridNormaliser":
         """From training latents (N, 3, r, r, r) and fields (N, 20, r, r, r): per-voxel mean and
-        standard deviation (at least `floor`, so voxels that never change stay near 0)."""
-        flat = z.transpose(0, 1).reshape(z.shape[1], -1)
-        sub = flat[:, :: max(1, flat.shape[1] // 100000)]
+        standard deviation (at least `floor`, so voxels that never change stay near 0).
+
+        Tensors or numpy arrays (memory-mapped ones included): the data is read in chunks of
+        `chunk` records, never held whole. The latent range is the 0.1-99.9th percentile of
+        every k-th latent value (about 100k per channel), `clip` the 99.9th percentile of every
+        k-th |x| (about 1M)."""
+        z_np, f_np = np.asarray(z), np.asarray(field)
+        N, C = z_np.shape[:2]
+        V = int(np.prod(z_np.shape[2:]))
+        stride = max(1, N * V // 100000)
+        k = np.arange(0, N * V, stride)
+        sub = torch.as_tensor(np.asarray(z_np.reshape(N, C, V)[k // V, :, k % V], dtype=np.float32)).T  # (C, K)
         lo, hi = torch.quantile(sub, torch.tensor([0.001, 0.999]), dim=1)
         base = cls((hi + lo) / 2, ((hi - lo) / 2).clamp_min(1e-3))
-        u = torch.cat([base.unit(z[i:i + 256], field[i:i + 256].float()) for i in range(0, len(z), 256)])
-        template = u.mean(0)
-        spread = u.std(0).clamp_min(floor)
-        a = ((u - template) / spread).abs().flatten()
-        clip = float(torch.quantile(a[:: max(1, a.numel() // 1_000_000)], 0.999))
+
+        def units(i: int) -> torch.Tensor:
+            return base.unit(torch.from_numpy(np.array(z_np[i:i + chunk], dtype=np.float32)),
+                             torch.from_numpy(np.array(f_np[i:i + chunk], dtype=np.float32)))
+
+        s1 = s2 = None
+        for i in range(0, N, chunk):
+            u = units(i).double()
+            s1 = u.sum(0) if s1 is None else s1 + u.sum(0)
+            s2 = (u * u).sum(0) if s2 is None else s2 + (u * u).sum(0)
+        mean = s1 / N
+        var = ((s2 - N * mean * mean) / max(N - 1, 1)).clamp_min(0)
+        template, spread = mean.float(), var.sqrt().float().clamp_min(floor)
+        per_record = template.numel()
+        step = max(1, N * per_record // 1_000_000)
+        picks = []
+        for i in range(0, N, chunk):
+            a = ((units(i) - template) / spread).abs().flatten()
+            picks.append(a[(-i * per_record) % step::step])
+        clip = float(torch.quantile(torch.cat(picks), 0.999))
         return cls(base.latent_shift.flatten(), base.latent_scale.flatten(), template, spread, clip)
 
     def state(self) -> dict:

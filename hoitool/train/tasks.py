@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from hoitool.hand.model import HandModel
+from hoitool.errors import HoiError, InputError
+from hoitool.geometry.grid import LATENT_RES
+from hoitool.hand.model import HandModel, hand_fingerprint
 from hoitool.models.text import DEFAULT_ENCODER, TextEncoder, prompt_for
 from hoitool.models.unet3d import UNet3D, UNetConfig
 from hoitool.models.vqvae import VQVAE, VQVAEConfig
@@ -53,7 +62,7 @@ class VQVAETask:
 
     def loss(self, model, idx, keys, device):
         aug = torch.stack([random_rigid(torch_generator(*k, "augment"), self.augment.rotation, self.augment.shift) for k in keys])
-        grid = self.data.object_grids(torch.as_tensor(idx), aug).to(device)
+        grid = self.data.object_grids(torch.as_tensor(idx), aug, device=device)
         out = model(grid)
         l1 = F.l1_loss(out.recon, grid)
         return l1 + out.vq_loss, {"l1": l1.item(), "vq": out.vq_loss.item()}
@@ -77,79 +86,184 @@ class PriorOptions:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
 
+def state_hash(sd: dict) -> str:
+    """A short hash of a state dict's names, shapes, dtypes and values."""
+    h = hashlib.sha256()
+    for k in sorted(sd):
+        t = sd[k]
+        h.update(f"{k}|{tuple(t.shape)}|{t.dtype}".encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def data_fingerprint(root: Path) -> str:
+    """A hash of a prepared folder's index and the size and modification time of its shards and
+    objects: a folder prepared again (or changed in place) gets a new fingerprint."""
+    h = hashlib.sha256((root / "index.jsonl").read_bytes())
+    for p in sorted([*root.glob("shards/shard-*.npz"), *root.glob("objects/*.npz")]):
+        st = p.stat()
+        h.update(f"{p.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def prepared_hand(root: Path, mano_dir: str | Path | None = None) -> HandModel:
+    """The right hand a prepared folder's grids were made with (its config.yaml records it).
+
+    `mano_dir` overrides the recorded MANO folder (e.g. after moving it); a hand whose arrays
+    differ from the recorded one is refused."""
+    import yaml
+
+    cfg_path = root / "config.yaml"
+    rec = (yaml.safe_load(cfg_path.read_text()) or {}).get("hand") if cfg_path.exists() else None
+    if rec is None:  # prepared before hoitool recorded the hand: trust the caller
+        return HandModel("right", mano_dir)
+    source = mano_dir if mano_dir is not None else rec.get("mano_dir")
+    try:
+        hand = HandModel("right", source)
+    except HoiError as e:
+        raise InputError(f"{root} was prepared with {rec.get('source')}, which cannot be loaded now ({e}): pass --mano-dir") from None
+    if hand_fingerprint(hand) != rec.get("fingerprint"):
+        raise InputError(f"{root} was prepared with {rec.get('source')}, but the hand found now is {hand.source}: "
+                         "pass the --mano-dir that prepare-data was given")
+    return hand
+
+
+#: Version of the latent cache's layout and contents (part of its key).
+CACHE_VERSION = 2
+
+
 class GHOPTask:
-    """epsilon-prediction MSE on interaction grids [VQ-VAE latent | hand field], text-conditioned."""
+    """epsilon-prediction MSE on interaction grids [VQ-VAE latent | hand field], text-conditioned.
+
+    The latents of every record (and its augmented copies) and the hand fields are encoded
+    once into a cache folder (`latents.npy`, `fields.npy`, `key.json`), memory-mapped while
+    training, so a dataset larger than RAM trains with the pages the batches touch. The cache
+    is keyed by the VQ-VAE's weights, the data's fingerprint, the hand model and the options;
+    under torchrun rank 0 encodes and writes it while the others wait, then all map it.
+    """
 
     name = "ghop"
 
     def __init__(self, data: str | Path, vqvae: str | Path | None, model: UNetConfig | None = None,
                  options: PriorOptions | None = None, cache: Path | None = None,
                  log: Callable[[str], None] | None = None, progress: Callable[[int, int], None] | None = None,
-                 encode: bool = True):
+                 encode: bool = True, mano_dir: str | Path | None = None):
         self.data_root = Path(data)
         self.opts = options or PriorOptions()
         vq_model = read_model(vqvae, "vqvae")
         self.vqvae_source = vq_model["path"]
         self.vqvae = vqvae_from_model(vq_model)
         self.vqvae_state = {"config": vq_model["config"], "state_dict": self.vqvae.state_dict()}
+        self.vqvae_sha = state_hash(self.vqvae.state_dict())
         self.data = InteractionData(data)
+        self.hand = prepared_hand(self.data_root, mano_dir)
         self.text = TextEncoder(self.opts.text_encoder)
         cats = sorted(set(self.data.categories))
         self.prompts = [prompt_for(c) for c in cats] + [""]
         emb = self.text.encode(self.prompts)
         self.embeddings = {p: emb[i].numpy() for i, p in enumerate(self.prompts)}
         self.categories = cats
-        self.record_context = torch.stack([emb[cats.index(c)] for c in self.data.categories])
+        self.category_context = emb[:-1]
+        self.record_category = torch.tensor([cats.index(c) for c in self.data.categories])
         self.null_context = emb[-1]
         self.model_cfg = model or UNetConfig()
         self.model_cfg.context_dim = int(emb.shape[-1])
         self.scheduler = train_scheduler(self.opts.schedule)
-        self.cache = cache
+        self.cache = Path(cache) if cache is not None else None
         if encode:
-            self.encode(log, progress)
+            self.encode(log=log, progress=progress)
 
-    def encode(self, log: Callable[[str], None] | None = None, progress: Callable[[int, int], None] | None = None) -> None:
-        """Latents of every copy of every record, the hand fields, the latent normalisation
-        (read from `cache` when it was made from the same VQ-VAE, data and options)."""
-        cache = self.cache
-        key = {"vqvae": self.vqvae_source, "data": str(self.data_root.resolve()), "n": len(self.data),
-               "copies": self.opts.copies, "augment": asdict(self.opts.augment)}
-        if cache is not None and cache.exists():
-            d = torch.load(cache, map_location="cpu", weights_only=False)
-            if d.get("key") == key:
-                self.latents, self.fields = d["latents"], d["fields"]
-                self.norm = GridNormaliser.fit(self.latents[:, 0], self.fields)
-                return
+    def cache_key(self) -> dict:
+        return {"version": CACHE_VERSION, "vqvae": self.vqvae_sha, "data": data_fingerprint(self.data_root),
+                "n": len(self.data), "hand": hand_fingerprint(self.hand), "copies": self.opts.copies,
+                "augment": asdict(self.opts.augment)}
+
+    def _open_cache(self, key: dict) -> bool:
+        """Map the cache when it holds exactly `key`'s latents."""
+        folder = self.cache
+        if folder is None or not (folder / "key.json").is_file():
+            return False
+        try:
+            if json.loads((folder / "key.json").read_text()) != key:
+                return False
+            self.latents = np.load(folder / "latents.npy", mmap_mode="r")
+            self.fields = np.load(folder / "fields.npy", mmap_mode="r")
+            norm = torch.load(folder / "normaliser.pt", map_location="cpu", weights_only=False)
+        except (OSError, ValueError, json.JSONDecodeError, RuntimeError):
+            return False
+        self.norm = GridNormaliser(norm["latent_shift"], norm["latent_scale"], norm["template"], norm["spread"], norm["clip"])
+        return True
+
+    def encode(self, device: torch.device | str = "cpu", log: Callable[[str], None] | None = None,
+               progress: Callable[[int, int], None] | None = None) -> None:
+        """Encode (or map from the cache) the latents of every copy of every record, the hand
+        fields and the latent normalisation; see the class docstring."""
+        device = torch.device(device)
+        distributed = dist.is_available() and dist.is_initialized()
+        rank = dist.get_rank() if distributed else 0
+        key = self.cache_key()
+        if rank == 0 and not self._open_cache(key):
+            self._encode(key, device, log, progress)
+        if distributed:
+            dist.barrier()
+            if rank != 0 and not self._open_cache(key):
+                raise HoiError(f"rank {rank}: the latent cache {self.cache} written by rank 0 is unreadable here: "
+                               "give every process the same file system")
+
+    def _encode(self, key: dict, device: torch.device, log, progress) -> None:
         if log:
-            log(f"encoding {len(self.data)} records x {self.opts.copies} copies with the VQ-VAE")
-        hand = HandModel("right")
+            log(f"encoding {len(self.data)} records x {self.opts.copies} copies with the VQ-VAE on {device}")
         n, A, bs = len(self.data), self.opts.copies, 16
-        lat, fields = [], []
-        total, done = n * A, 0
-        with torch.no_grad():
-            for s in range(0, n, bs):
-                idx = torch.arange(s, min(n, s + bs))
-                fields.append(self.data.hand_fields(hand, idx).half())
-                per_copy = []
-                for c in range(A):
-                    aug = None if c == 0 else torch.stack([
-                        random_rigid(torch_generator(0, "copy", int(i), c), self.opts.augment.rotation, self.opts.augment.shift) for i in idx])
-                    per_copy.append(self.vqvae.encode(self.data.object_grids(idx, aug)))
-                    done += len(idx)
-                    if progress:
-                        progress(done, total)
-                lat.append(torch.stack(per_copy, dim=1))
-        self.latents, self.fields = torch.cat(lat), torch.cat(fields)
-        if cache is not None:
-            from hoitool.utils.io import atomic_path
-
-            with atomic_path(cache) as tmp:
-                torch.save({"key": key, "latents": self.latents, "fields": self.fields}, tmp)
-        self.norm = GridNormaliser.fit(self.latents[:, 0], self.fields)
+        r = LATENT_RES
+        vq = self.vqvae.to(device)
+        hand = self.hand.to(device)
+        parent = self.cache.parent if self.cache is not None else Path(tempfile.mkdtemp(prefix="hoitool-latents-"))
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".latents.", suffix=".part", dir=parent))
+        try:
+            lat = np.lib.format.open_memmap(tmp / "latents.npy", mode="w+", dtype=np.float32,
+                                            shape=(n, A, vq.config.latent_channels, r, r, r))
+            fields = np.lib.format.open_memmap(tmp / "fields.npy", mode="w+", dtype=np.float16, shape=(n, 20, r, r, r))
+            done, total = 0, n * A
+            with torch.no_grad():
+                for s in range(0, n, bs):
+                    idx = torch.arange(s, min(n, s + bs))
+                    fields[s:s + len(idx)] = self.data.hand_fields(hand, idx, device=device).half().cpu().numpy()
+                    for c in range(A):
+                        aug = None if c == 0 else torch.stack([
+                            random_rigid(torch_generator(0, "copy", int(i), c), self.opts.augment.rotation, self.opts.augment.shift) for i in idx])
+                        lat[s:s + len(idx), c] = vq.encode(self.data.object_grids(idx, aug, device=device)).cpu().numpy()
+                        done += len(idx)
+                        if progress:
+                            progress(done, total)
+            lat.flush()
+            fields.flush()
+            del lat, fields
+            lat = np.load(tmp / "latents.npy", mmap_mode="r")
+            fields = np.load(tmp / "fields.npy", mmap_mode="r")
+            self.norm = GridNormaliser.fit(lat[:, 0], fields)
+            torch.save(self.norm.state(), tmp / "normaliser.pt")
+            (tmp / "key.json").write_text(json.dumps(key))  # the folder is complete: it can be named
+            if self.cache is not None:
+                if self.cache.exists():
+                    old = self.cache.with_name(f".{self.cache.name}.old-{os.getpid()}")
+                    os.replace(self.cache, old)
+                    shutil.rmtree(old, ignore_errors=True)
+                os.replace(tmp, self.cache)
+                final = self.cache
+            else:
+                final = tmp
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.vqvae.cpu()
+        self.latents = np.load(final / "latents.npy", mmap_mode="r")
+        self.fields = np.load(final / "fields.npy", mmap_mode="r")
 
     def config(self) -> dict:
-        return {"model": {"unet": asdict(self.model_cfg), "schedule": asdict(self.opts.schedule), "text_encoder": self.opts.text_encoder},
-                "data": str(self.data_root), "vqvae": self.vqvae_source,
+        return {"model": {"unet": asdict(self.model_cfg), "schedule": asdict(self.opts.schedule), "text_encoder": self.opts.text_encoder,
+                          "vqvae_sha256": self.vqvae_sha},
+                "data": str(self.data_root), "vqvae": self.vqvae_source, "hand": self.hand.source,
                 "options": {k: v for k, v in asdict(self.opts).items() if k != "schedule"}}
 
     def build(self, device: torch.device) -> nn.Module:
@@ -159,7 +273,10 @@ class GHOPTask:
         return len(self.data)
 
     def x0(self, idx: torch.Tensor, copy: torch.Tensor) -> torch.Tensor:
-        return self.norm.pack(self.latents[idx, copy], self.fields[idx].float())
+        i, c = idx.numpy(), copy.numpy()
+        z = torch.from_numpy(np.asarray(self.latents[i, c], dtype=np.float32))
+        f = torch.from_numpy(np.asarray(self.fields[i], dtype=np.float32))
+        return self.norm.pack(z, f)
 
     def loss(self, model, idx, keys, device):
         T = self.opts.schedule.num_train_timesteps
@@ -170,7 +287,7 @@ class GHOPTask:
         idx = torch.as_tensor(idx)
         x0 = self.x0(idx, copy)
         noise = torch.stack([torch.randn(x0.shape[1:], generator=g) for g in gens])
-        ctx = torch.where(drop[:, None], self.null_context[None], self.record_context[idx])[:, None]
+        ctx = torch.where(drop[:, None], self.null_context[None], self.category_context[self.record_category[idx]])[:, None]
         xt = self.scheduler.add_noise(x0, noise, t)
         eps = model(xt.to(device), t.to(device), ctx.to(device))
         loss = F.mse_loss(eps, noise.to(device))
@@ -179,4 +296,5 @@ class GHOPTask:
     def export(self, model: nn.Module) -> dict:
         return {"unet": asdict(self.model_cfg), "schedule": asdict(self.opts.schedule), "vqvae": self.vqvae_state,
                 "normaliser": self.norm.state(), "text_encoder": self.opts.text_encoder,
-                "text_embeddings": self.embeddings, "categories": self.categories, "data": str(self.data_root)}
+                "text_embeddings": self.embeddings, "categories": self.categories, "data": str(self.data_root),
+                "hand": self.hand.source}

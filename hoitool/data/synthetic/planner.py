@@ -96,6 +96,8 @@ class GraspBatch:
     """How many candidates were optimised to get these."""
     rejected: dict = field(default_factory=dict)
     """Rejection counts by reason."""
+    passed: int = 0
+    """How many candidates passed every gate (the first `n` of them are kept)."""
 
 
 class GraspPlanner:
@@ -268,10 +270,10 @@ class GraspPlanner:
         if not kept:
             empty = HandParams.zeros(0, self.hand.side)
             none = ContactQuality(np.zeros(0), np.zeros(0), np.zeros((0, 5), bool), np.zeros(0, bool), np.zeros(0, bool))
-            return GraspBatch(empty, none, tried, rejected)
+            return GraspBatch(empty, none, tried, rejected, 0)
         quality = ContactQuality(*(np.concatenate([getattr(q, f.name) for q in kept_quality])[:n]
                                    for f in dataclasses.fields(ContactQuality)))
-        return GraspBatch(HandParams.cat(kept)[:n], quality, tried, rejected)
+        return GraspBatch(HandParams.cat(kept)[:n], quality, tried, rejected, sum(p.batch_size for p in kept))
 
 
 def _pad(groups: list[np.ndarray]) -> torch.Tensor:
