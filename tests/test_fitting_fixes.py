@@ -137,6 +137,18 @@ def test_fit_2d_a_diverged_first_start_is_replaced(right_hand, monkeypatch):
     assert fit.reprojection_px.item() < 2.0
 
 
+def test_fit_2d_nan_confidence_and_infinite_pixel_count_as_missing(right_hand):
+    """A NaN confidence (review of issue 11: 'diverged from every start') and an infinite pixel
+    (inf x weight 0 = NaN) are missing points, like confidence 0."""
+    cam, kp, uv = _scene(right_hand)
+    uvm, conf = uv.clone(), torch.ones(21)
+    conf[20] = float("nan")
+    uvm[16] = float("inf")
+    fit = fit_to_2d_keypoints(right_hand, uvm, cam, conf)
+    assert torch.isfinite(fit.params.transl).all() and torch.isfinite(fit.params.hand_pose).all()
+    assert fit.reprojection_px.item() < 2.0, fit.reprojection_px
+
+
 # -- item 11: tensors on the model's device ------------------------------------------------------
 
 FACTORIES = {torch.zeros, torch.ones, torch.full, torch.empty, torch.eye, torch.tensor, torch.as_tensor,

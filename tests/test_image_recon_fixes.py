@@ -215,3 +215,22 @@ def test_focal_refinement_is_optional_and_consistent(right_hand, hoi_view):
     res = image_recon.reconstruct_image(view.inputs, mesh, wrong, cfg, hand=right_hand)
     assert res.camera.fx != wrong.fx and res.camera.fy / res.camera.fx == pytest.approx(1.0)
     assert res.stages["pose"].metrics["keypoint_error_px"] < 6
+
+
+def test_adopt_focal_keeps_every_hypothesis_in_place_in_the_image():
+    """Under the best hypothesis's focal the others keep their image position and size (review of
+    issue 11: scaling all of t moved a hypothesis 9 px, as its x, y scaled about the centre)."""
+    from types import SimpleNamespace
+
+    cam = Camera(500.0, 500.0, 320.0, 240.0, 640, 480)
+    t = torch.tensor([[0.05, 0.03, 0.40], [-0.04, 0.02, 0.35]])
+    fs = torch.tensor([1.10, 0.95])
+    ctx = SimpleNamespace(camera=cam, set_camera=lambda c: setattr(ctx, "camera", c))
+    fit = SimpleNamespace(t=t, focal_scale=fs)
+    new_cam, t2 = image_recon.adopt_focal(ctx, fit)
+    for k in range(2):
+        own = Camera(cam.fx * fs[k], cam.fy * fs[k], cam.cx, cam.cy, 640, 480)
+        before = own.project(t[k][None])[0]
+        after = new_cam.project(t2[k][None])[0]
+        assert (before - after).abs().max() < 1e-3, (k, before, after)
+        assert t2[k, 2] * fs[k] / fs[0] == pytest.approx(float(t[k, 2]), rel=1e-6)  # apparent size kept

@@ -75,3 +75,22 @@ def test_grid_signs_from_regions_equal_pointwise_winding_numbers(make, truncatio
     g = sdf_grid(m, R, -1.0, 1.0, truncation=truncation).reshape(-1)
     ref = signed_distance(m, grid_points(R).reshape(-1, 3), truncation=truncation)
     np.testing.assert_allclose(g, ref, atol=1e-6)
+
+
+def test_winding_number_exact_and_fast_paths_agree():
+    """A mesh of long thin faces takes the exact sum (its split copy would be huge); a fine mesh
+    the fast one; both give the same inside/outside."""
+    from hoitool.geometry import sdf
+
+    cyl = trimesh.creation.cylinder(radius=0.3, height=1.5, sections=512)
+    P = np.random.default_rng(0).uniform(-1, 1, (3000, 3))
+    inside = (np.linalg.norm(P[:, :2], axis=1) < 0.3) & (np.abs(P[:, 2]) < 0.75)
+    far = np.abs(signed_distance(cyl, P)) > 1e-3
+    w = sdf.winding_number(cyl, P)
+    assert ((w > 0.5) == inside)[far].all()
+    V, F = sdf._vf(cyl)
+    exact = np.asarray(sdf._lib().winding_number(V, F, P))
+    np.testing.assert_allclose(w, exact, atol=1e-6)  # the cost model chose the exact sum here
+    Vw, Fw = sdf._winding_vf(V, F)
+    fast = np.asarray(sdf._lib().fast_winding_number(Vw, Fw, P))
+    assert ((fast > 0.5) == inside)[far].all()

@@ -134,7 +134,7 @@ def parse_keypoints(data, where: str, side: str = "right") -> tuple[np.ndarray, 
         raise InputError(f"keypoint file {where} holds an array of shape {arr.shape}: expected 21 points "
                          "[u, v] or [u, v, confidence] in OpenPose order")
     uv = arr[:, :2]
-    conf = arr[:, 2].clip(0, 1) if arr.shape[1] == 3 else np.ones(21)
+    conf = np.nan_to_num(arr[:, 2], nan=0.0, posinf=0.0, neginf=0.0).clip(0, 1) if arr.shape[1] == 3 else np.ones(21)
     bad = ~np.isfinite(uv).all(1)
     if bad.any():
         conf = np.where(bad, 0.0, conf)

@@ -46,30 +46,63 @@ def _points(points) -> np.ndarray:
     return np.ascontiguousarray(points, dtype=np.float64).reshape(-1, 3)
 
 
-#: Edges longer than this share of the bounding-box diagonal are split before winding numbers.
+#: Edges longer than this share of the bounding-box diagonal are split before fast winding numbers.
 WINDING_MAX_EDGE = 1.0 / 32.0
 
+#: Exact winding numbers cost about this many seconds per (point, face) pair, the fast ones
+#: about FAST_COST per face of the split mesh (split, tree, queries; measured on this CPU).
+EXACT_COST, FAST_COST = 8e-9, 4e-6
 
-def _winding_vf(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:
-    """The mesh with no edge longer than WINDING_MAX_EDGE x its diagonal (same winding number)."""
-    V, F = _vf(mesh)
-    if len(F) == 0:
-        return V, F
+_split_cache: dict = {}
+
+
+def _mesh_key(V: np.ndarray, F: np.ndarray) -> tuple:
+    import hashlib
+
+    return (V.shape, F.shape, hashlib.sha1(V.tobytes()).hexdigest(), hashlib.sha1(F.tobytes()).hexdigest())
+
+
+def _split_faces_estimate(V: np.ndarray, F: np.ndarray, max_edge: float) -> int:
+    """Faces after subdivide_to_size: each split round quarters every face with a long edge."""
+    longest = np.linalg.norm(V[F] - V[np.roll(F, 1, axis=1)], axis=-1).max(1)
+    rounds = np.ceil(np.log2(np.maximum(longest / max_edge, 1.0)))
+    return int(np.sum(4.0 ** rounds))
+
+
+def _winding_vf(V: np.ndarray, F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mesh with no edge longer than WINDING_MAX_EDGE x its diagonal (same winding number);
+    the last few meshes split are kept."""
     diag = float(np.linalg.norm(V.max(0) - V.min(0)))
     edges = np.linalg.norm(V[F] - V[np.roll(F, 1, axis=1)], axis=-1)
     if diag == 0 or edges.max() <= WINDING_MAX_EDGE * diag:
         return V, F
-    Vs, Fs = trimesh.remesh.subdivide_to_size(V, F, max_edge=WINDING_MAX_EDGE * diag, max_iter=32)
-    return np.ascontiguousarray(Vs, dtype=np.float64), np.ascontiguousarray(Fs, dtype=np.int64)
+    key = _mesh_key(V, F)
+    if key not in _split_cache:
+        Vs, Fs = trimesh.remesh.subdivide_to_size(V, F, max_edge=WINDING_MAX_EDGE * diag, max_iter=32)
+        if len(_split_cache) >= 4:
+            _split_cache.pop(next(iter(_split_cache)))
+        _split_cache[key] = (np.ascontiguousarray(Vs, dtype=np.float64), np.ascontiguousarray(Fs, dtype=np.int64))
+    return _split_cache[key]
 
 
 def winding_number(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:
-    """Generalised winding number of points (N, 3): ~1 inside, ~0 outside (~2 where two parts overlap)."""
+    """Generalised winding number of points (N, 3): ~1 inside, ~0 outside (~2 where two parts overlap).
+
+    libigl's exact sum over faces, or its fast hierarchical one on a split copy of the mesh,
+    whichever the cost model says is cheaper: meshes of long thin faces (a CAD cylinder) split
+    into hundreds of thousands of faces, where a few thousand exact queries are faster."""
     P = _points(points)
     if len(P) == 0:
         return np.zeros(0)
-    V, F = _winding_vf(mesh)
-    return np.asarray(_lib().fast_winding_number(V, F, P))
+    V, F = _vf(mesh)
+    if len(F) == 0:
+        return np.zeros(len(P))
+    diag = float(np.linalg.norm(V.max(0) - V.min(0)))
+    split = _split_faces_estimate(V, F, WINDING_MAX_EDGE * diag) if diag > 0 else len(F)
+    if EXACT_COST * len(P) * len(F) < FAST_COST * split:
+        return np.asarray(_lib().winding_number(V, F, P))
+    Vw, Fw = _winding_vf(V, F)
+    return np.asarray(_lib().fast_winding_number(Vw, Fw, P))
 
 
 def closest_points(mesh: trimesh.Trimesh, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -158,8 +191,7 @@ def sdf_grid(
     hit = np.flatnonzero(d == far_d[lab])
     rep[lab[hit]] = hit
     query = np.concatenate([np.flatnonzero(band), rep[1:]])
-    Vw, Fw = _winding_vf(mesh)
-    w = np.asarray(igl.fast_winding_number(Vw, Fw, P[query])) > 0.5 if len(query) else np.zeros(0, bool)
+    w = winding_number(mesh, P[query]) > 0.5
     inside = np.empty(len(P), bool)
     inside[band] = w[: band.sum()]
     off = lab > 0

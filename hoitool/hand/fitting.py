@@ -220,9 +220,12 @@ def fit_to_2d_keypoints(
     """
     dev = hand.device
     # detections are checked and PnP-ed on the CPU (OpenCV); the fit runs on the model's device
-    w = torch.ones(21, device="cpu") if confidence is None else confidence.detach().float().cpu().clamp(0, 1)
+    w = torch.ones(21, device="cpu") if confidence is None else confidence.detach().float().cpu()
+    w = torch.nan_to_num(w, nan=0.0, posinf=0.0, neginf=0.0).clamp(0, 1)  # a NaN confidence: missing
     uv = uv.detach().float().cpu()
-    w = torch.where(torch.isfinite(uv).all(-1), w, torch.zeros((), device="cpu"))
+    finite = torch.isfinite(uv).all(-1)
+    w = torch.where(finite, w, torch.zeros((), device="cpu"))
+    uv = torch.where(finite[:, None], uv, torch.zeros((), device="cpu"))  # inf x 0 would be NaN
     if not (w > 0).any():
         raise ValueError("no keypoint has confidence > 0: nothing to fit the hand to")
     inits = _palm_pnp(hand, uv, camera, w)

@@ -349,13 +349,15 @@ def fit_object_pose(ctx: _Context, depth: float, template: bool, g: torch.Genera
 
 def adopt_focal(ctx: _Context, fit: PoseFit) -> tuple[Camera, torch.Tensor]:
     """Switch the context to the best hypothesis's refined focal. Returns the new camera and
-    the translations (K, 3) of all hypotheses moved along their rays so that each keeps its
-    apparent size under that focal (t x fs_0 / fs_k)."""
+    the translations (K, 3) of all hypotheses re-placed so that each keeps its image under that
+    focal: u = f x / z stays when z scales by fs_0 / fs_k (the apparent size) and x, y stay."""
     k0 = float(fit.focal_scale[0])
     cam = ctx.camera
     refined = Camera(cam.fx * k0, cam.fy * k0, cam.cx, cam.cy, cam.width, cam.height)
     ctx.set_camera(refined)
-    return refined, fit.t * (k0 / fit.focal_scale)[:, None]
+    t = fit.t.clone()
+    t[:, 2] = t[:, 2] * (k0 / fit.focal_scale)
+    return refined, t
 
 
 # -- stage 3: contact alignment ----------------------------------------------------------------
