@@ -231,8 +231,11 @@ def test_streamed_normaliser_equals_the_in_memory_one():
     u = one.unit(z, f.float())  # the reference: plain mean / std over everything
     np.testing.assert_allclose(one.template[0], u.mean(0), atol=1e-5)
     np.testing.assert_allclose(one.spread[0], u.std(0).clamp_min(0.05), atol=1e-5)
+    two = np.stack([z.numpy(), z.numpy() * 0], 1)  # copy 0 of two: a strided view, as the cache's
+    strided = GridNormaliser.fit(two[:, 0], f.numpy(), chunk=16)
     for k, v in one.state().items():
         np.testing.assert_allclose(np.asarray(v), np.asarray(many.state()[k]), atol=1e-6)
+        np.testing.assert_allclose(np.asarray(v), np.asarray(strided.state()[k]), atol=1e-6)
 
 
 def test_prepared_folder_records_its_hand_and_a_mismatch_is_refused(tiny_prepared, tmp_path):

@@ -113,7 +113,10 @@ class GridNormaliser(nn.Module):
         V = int(np.prod(z_np.shape[2:]))
         stride = max(1, N * V // 100000)
         k = np.arange(0, N * V, stride)
-        sub = torch.as_tensor(np.asarray(z_np.reshape(N, C, V)[k // V, :, k % V], dtype=np.float32)).T  # (C, K)
+        # every stride-th value of each channel, in (record, voxel) order; gathered without
+        # reshaping (a strided memory map, e.g. one copy of several, would be copied whole)
+        voxel = np.unravel_index(k % V, z_np.shape[2:])
+        sub = torch.as_tensor(np.asarray(z_np[(k // V, slice(None), *voxel)], dtype=np.float32)).T  # (C, K)
         lo, hi = torch.quantile(sub, torch.tensor([0.001, 0.999]), dim=1)
         base = cls((hi + lo) / 2, ((hi - lo) / 2).clamp_min(1e-3))
 
