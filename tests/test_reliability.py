@@ -184,6 +184,43 @@ def test_nan_on_one_rank_stops_every_rank_with_the_same_line(tmp_path):
     assert "Connection closed" not in out and "hoitool/train/loop.py" not in out, out[-3000:]
 
 
+_ENCODE_SCRIPT = """
+import sys
+from pathlib import Path
+import numpy as np, torch, torch.distributed as dist
+from hoitool.models.unet3d import UNetConfig
+from hoitool.train import tasks
+from hoitool.train.loop import init_distributed
+
+calls = []
+original = tasks.GHOPTask._encode
+def spy(self, *a, **k):
+    calls.append(1)
+    return original(self, *a, **k)
+tasks.GHOPTask._encode = spy
+init_distributed(torch.device("cpu"))
+t = tasks.GHOPTask(sys.argv[1], None, UNetConfig(channels=8), tasks.PriorOptions(copies=1), cache=Path(sys.argv[2]), encode=False)
+t.encode()
+print(f"rank {dist.get_rank()} encoded {len(calls)} {type(t.latents).__name__} {float(np.abs(np.asarray(t.latents)).sum()):.4f}", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_rank_zero_alone_encodes_the_latent_cache(tiny_prepared, tmp_path):
+    """Before: every rank encoded the dataset and renamed its own file onto latents.pt."""
+    script = tmp_path / "enc.py"
+    script.write_text(_ENCODE_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
+                        str(script), str(tiny_prepared), str(tmp_path / "latents")], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = sorted(x for x in r.stdout.splitlines() if x.startswith("rank "))
+    assert len(lines) == 2, r.stdout
+    (_, r0, _, n0, kind0, s0), (_, r1, _, n1, kind1, s1) = (x.split() for x in lines)
+    assert (r0, n0, r1, n1) == ("0", "1", "1", "0")  # rank 0 encoded, rank 1 read its cache
+    assert kind0 == kind1 == "memmap" and s0 == s1
+
+
 # -- the prior's latent cache ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def two_vqvaes(tiny_prepared, tmp_path_factory):
