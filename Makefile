@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: setup test test-fast bench bench-prior bench-grasp bench-reconstruct hand clean
+.PHONY: setup test test-fast bench bench-prior bench-grasp bench-reconstruct bench-memory hand clean
 
 setup:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,7 @@ bench:
 	$(MAKE) bench-prior
 	$(MAKE) bench-grasp
 	$(MAKE) bench-reconstruct
+	$(MAKE) bench-memory
 
 # The G-HOP models (VQ-VAE reconstruction, prior samples vs an untrained model, speed).
 bench-prior:
@@ -53,3 +54,7 @@ clean:
 bench-reconstruct:
 	test -f bench_results/heldout/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 224 --seed 1 --out bench_results/heldout --no-preview
 	$(BIN)/python scripts/bench_reconstruct.py --heldout bench_results/heldout --images 50 --cao-every 5 --out bench_results/bench_reconstruct.json
+
+# Peak memory of `train ghop` (encoding into the memory-mapped latent cache, then training) for 1k and 10k records.
+bench-memory:
+	$(BIN)/python scripts/bench_train_memory.py --records 1000 10000 --json bench_results/bench_memory.json

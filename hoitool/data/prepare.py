@@ -225,6 +225,7 @@ def _manifest_shard(task: dict) -> dict:
     from hoitool.metrics.grasp import contact_quality
 
     out, cfg = Path(task["out"]), task["cfg"]
+    (out / "shards" / f"shard-{task['shard']:05d}.key").unlink(missing_ok=True)  # being redone: not done
     arrays: dict[str, list] = {}
     meta = []
     by_object: dict[str, list[dict]] = {}
@@ -244,8 +245,9 @@ def _manifest_shard(task: dict) -> dict:
                 meta.append({"id": r["id"], "category": r["category"], "object_id": oid, "side": side,
                              "source": r["source"], "object_mesh": os.path.relpath(r["object_mesh"], out), "scale": r["scale"],
                              "line": r["line"], **_quality_meta(q, i)})
-    write_text(out / "shards" / f"shard-{task['shard']:05d}.key", task["key"] + "\n")
     _write_shard(out, task["shard"], arrays, meta)
+    # the key goes last: a redo cut short leaves an old .json with no key, which is redone
+    write_text(out / "shards" / f"shard-{task['shard']:05d}.key", task["key"] + "\n")
     return {"records": len(meta)}
 
 
@@ -253,9 +255,8 @@ def _manifest_shard(task: dict) -> dict:
 # main process
 # ----------------------------------------------------------------------------------------
 
-#: Options that only the synthetic corpus uses, and those that only a manifest uses.
+#: Options that only the synthetic corpus uses.
 SYNTHETIC_ONLY = ("synthetic", "categories", "grasps_per_object", "objects_per_shard", "seed", "planner")
-MANIFEST_ONLY = ("manifest", "scale", "records_per_shard")
 
 
 def _config_fingerprint(cfg: PrepareConfig) -> str:
@@ -264,6 +265,8 @@ def _config_fingerprint(cfg: PrepareConfig) -> str:
     d = to_dict(cfg)
     for k in ("out", "workers", "preview"):
         d.pop(k, None)
+    if d.get("mano_dir"):  # the same folder by another path is the same hand (its fingerprint is checked too)
+        d["mano_dir"] = str(Path(d["mano_dir"]).resolve())
     if cfg.manifest is not None:
         for k in ("manifest", *SYNTHETIC_ONLY):
             d.pop(k, None)
@@ -331,12 +334,17 @@ def _shard_done(out: Path, shard: int, key: str | None = None) -> bool:
 
 
 def _mesh_stamp(path: str) -> str:
-    st = Path(path).stat()
-    return f"{st.st_size}:{st.st_mtime_ns}"
+    """A hash of the mesh file's bytes (a copy that keeps size and time, as `cp -p` or rsync
+    make, is still told apart)."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def _record_key(records: list[dict], stamps: dict[str, str]) -> str:
-    """What a manifest shard was made from: its records and the size and time of their meshes."""
+    """What a manifest shard was made from: its records (in order) and their meshes' contents."""
     h = hashlib.sha1()
     for r in records:
         h.update(json.dumps({k: v for k, v in r.items() if k != "line"}, sort_keys=True).encode())
@@ -345,7 +353,10 @@ def _record_key(records: list[dict], stamps: dict[str, str]) -> str:
 
 
 def _run(tasks: list, fn, cfg: PrepareConfig, planner: bool, on_done: Callable[[dict], None]) -> None:
-    """Run tasks in worker processes (or inline with one worker)."""
+    """Run tasks in worker processes (or inline with one worker). Before shards change, the
+    index goes: the folder reads as unfinished until `prepare` writes it again."""
+    if tasks and fn is not _object_task:
+        (cfg.out / "index.jsonl").unlink(missing_ok=True)
     pcfg = dataclasses.asdict(cfg.planner) if planner else None
     if cfg.workers <= 1 or len(tasks) <= 1:
         key = (cfg.mano_dir, json.dumps(pcfg, sort_keys=True))
@@ -535,6 +546,7 @@ def _remove_stale(out: Path, n_shards: int, objects: set[str]) -> None:
         except (IndexError, ValueError):
             continue
         if num >= n_shards:
+            (out / "index.jsonl").unlink(missing_ok=True)
             p.unlink()
     for p in out.glob("objects/*.npz"):
         if p.stem not in objects:
@@ -592,7 +604,6 @@ def prepare(cfg: PrepareConfig, progress: Callable[[int, int], None] | None = No
     check_config(cfg)
     progress = progress or (lambda done, total: None)
     _check_or_write_config(cfg)
-    (cfg.out / "index.jsonl").unlink(missing_ok=True)  # the folder is unfinished until the index is back
     for stale in list(cfg.out.glob("**/.*.part")):  # temporaries of an interrupted run
         stale.unlink()
     written = [cfg.out / "config.yaml"]

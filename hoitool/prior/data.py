@@ -73,6 +73,8 @@ class InteractionData:
             augment: (B, 4, 4) optional rigid transforms of the grid frame (augmented n -> n).
         """
         device = torch.device(device) if device is not None else self.sdf.device
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
         uTn = self.uTn[idx]
         if augment is not None:
             uTn = uTn @ augment

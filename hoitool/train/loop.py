@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import datetime
 import json
 import logging
 import math
@@ -173,20 +174,25 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
     """Join torchrun's process group (once; the backend suits `device`): (rank, world size)."""
     world, _ = _distributed_env()
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend_for(device))
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        # long enough for rank 0 to encode a large dataset while the others wait at a barrier
+        minutes = float(os.environ.get("HOITOOL_DIST_TIMEOUT_MIN", "240"))
+        dist.init_process_group(backend_for(device), timeout=datetime.timedelta(minutes=minutes))
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
 
-def load_checkpoint(path: str | Path) -> dict:
+def load_checkpoint(path: str | Path, what: str = "delete it to start the run over, or pass another --out") -> dict:
+    """A checkpoint file; an unreadable one is a user error whose advice is `what`."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path} is a folder, not a checkpoint file")
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        raise InputError(f"checkpoint {path} is unreadable ({type(e).__name__}): delete it to start over, or pass another --resume") from None
+        raise InputError(f"checkpoint {path} is unreadable ({type(e).__name__}): {what}") from None
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
@@ -211,7 +217,7 @@ def _seed_weights(path: str | Path, task_name: str) -> tuple[dict, dict, Path]:
         p = found[0]
     elif not p.exists():
         raise InputError(f"--resume {p}: no such checkpoint")
-    state = load_checkpoint(p)
+    state = load_checkpoint(p, "pass another --resume (a run folder, checkpoint or model.pt)")
     if not isinstance(state, dict):
         raise InputError(f"--resume {p}: not a hoitool checkpoint or model file")
     if "task_name" in state:  # a training checkpoint
@@ -282,8 +288,11 @@ def train(task: Task, cfg: TrainConfig, progress: Callable[[int, int, dict], Non
                         run, state.get("step"), cfg.resume)
         if state.get("task_name") != task.name:
             raise InputError(f"{ckpt_path} is a {state.get('task_name')} checkpoint, not {task.name}: use another --out")
-        if _model_keys(state["task"]) != _model_keys(task.config()):
-            raise InputError(f"{ckpt_path} was trained with other model options: use the same options, or another --out")
+        theirs, ours = _model_keys(state["task"]), _model_keys(task.config())
+        if theirs != ours:
+            diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+            raise InputError(f"{ckpt_path} was trained with other model options ({', '.join(diff)} differ): "
+                             "use the same options and inputs, or another --out")
         _load_weights(model, state["model"], ckpt_path)
         _load_weights(ema, state["ema"], ckpt_path)
         opt.load_state_dict(state["optimizer"])

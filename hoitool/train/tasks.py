@@ -217,8 +217,11 @@ class GHOPTask:
         r = LATENT_RES
         vq = self.vqvae.to(device)
         hand = self.hand.to(device)
-        parent = self.cache.parent if self.cache is not None else Path(tempfile.mkdtemp(prefix="hoitool-latents-"))
+        parent = self.cache.parent if self.cache is not None else Path(tempfile.gettempdir())
         parent.mkdir(parents=True, exist_ok=True)
+        if self.cache is not None:  # what a killed encoder or an older release left beside the cache
+            for stale in [*parent.glob(".latents.*.part"), *parent.glob(f".{self.cache.name}.old-*"), parent / "latents.pt"]:
+                shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".latents.", suffix=".part", dir=parent))
         try:
             lat = np.lib.format.open_memmap(tmp / "latents.npy", mode="w+", dtype=np.float32,
@@ -259,10 +262,12 @@ class GHOPTask:
         self.vqvae.cpu()
         self.latents = np.load(final / "latents.npy", mmap_mode="r")
         self.fields = np.load(final / "fields.npy", mmap_mode="r")
+        if self.cache is None:  # no cache asked for: the maps stay valid after the files go
+            shutil.rmtree(final, ignore_errors=True)
 
     def config(self) -> dict:
         return {"model": {"unet": asdict(self.model_cfg), "schedule": asdict(self.opts.schedule), "text_encoder": self.opts.text_encoder,
-                          "vqvae_sha256": self.vqvae_sha},
+                          "vqvae_sha256": self.vqvae_sha, "hand": hand_fingerprint(self.hand)},
                 "data": str(self.data_root), "vqvae": self.vqvae_source, "hand": self.hand.source,
                 "options": {k: v for k, v in asdict(self.opts).items() if k != "schedule"}}
 

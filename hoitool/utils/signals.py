@@ -62,7 +62,8 @@ def deferred() -> Iterator[_Flag]:
     def note(signum, _frame):
         flag.requested = signum
 
-    previous = {s: signal.signal(s, note) for s in STOP_SIGNALS}
+    # a signal the process ignores (SIGHUP under nohup, SIGINT in a background job) stays ignored
+    previous = {s: signal.signal(s, note) for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield flag
     finally:
