@@ -8,6 +8,7 @@ the hand parameters (left records mirrored into right hands, as their object gri
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +22,24 @@ from hoitool.hand.mirror import mirror_params
 from hoitool.hand.model import HandModel, HandParams
 
 
+#: Object SDF grids (1 MB each) kept in memory, most recently used first.
+OBJECT_CACHE = 256
+
+
+def _object_transform(root: Path, object_id: str) -> np.ndarray:
+    """uTo of an object, without decompressing its SDF grid."""
+    with np.load(root / "objects" / f"{object_id}.npz") as z:
+        return z["uTo"]
+
+
 class InteractionData:
-    """All records of a prepared folder, in memory (objects once, records as transforms).
+    """The records of a prepared folder as transforms and hand parameters (a few hundred bytes
+    each, in memory); objects' SDF grids are read when used, the last OBJECT_CACHE kept.
 
     Attributes:
         categories: (N,) category of each record.
         uTn: (N, 4, 4) grid frame n -> object unit-ball frame u.
-        object_index: (N,) row of each record's object in `sdf` (O, 1, R, R, R).
+        object_index: (N,) each record's object, an index into `objects` (ids).
     """
 
     def __init__(self, root: str | Path):
@@ -41,9 +53,9 @@ class InteractionData:
         self.categories = [e["category"] for e in index]
         objects = list(dict.fromkeys(e["object_id"] for e in index))
         pos = {o: i for i, o in enumerate(objects)}
-        sdfs, uTos = zip(*(load_object(self.root, o) for o in objects))
-        self.sdf = torch.as_tensor(np.stack(sdfs), dtype=torch.float32)[:, None]
-        uTo = torch.as_tensor(np.stack(uTos), dtype=torch.float32)
+        self.objects = objects
+        uTo = torch.as_tensor(np.stack([_object_transform(self.root, o) for o in objects]), dtype=torch.float32)
+        self._cache: OrderedDict[tuple[int, str], torch.Tensor] = OrderedDict()
         self.object_index = torch.tensor([pos[e["object_id"]] for e in index])
         keys = ("hTo", "nTh", "mirrored", *HAND_KEYS)
         shards: dict[int, dict] = {}
@@ -72,23 +84,29 @@ class InteractionData:
             idx: (B,) record indices.
             augment: (B, 4, 4) optional rigid transforms of the grid frame (augmented n -> n).
         """
-        device = torch.device(device) if device is not None else self.sdf.device
+        device = torch.device(device) if device is not None else torch.device("cpu")
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
         uTn = self.uTn[idx]
         if augment is not None:
             uTn = uTn @ augment
-        sdf = self._sdf_on(device)
-        return object_channel(sdf[self.object_index[idx].to(device)], uTn.to(device), res)
+        sdf = torch.stack([self.object_sdf(int(o), device) for o in self.object_index[idx]])
+        return object_channel(sdf, uTn.to(device), res)
 
-    def _sdf_on(self, device: torch.device) -> torch.Tensor:
-        """The objects' SDF grids on `device` (moved there once)."""
-        if self.sdf.device != device:
-            cached = getattr(self, "_sdf_device", None)
-            if cached is None or cached.device != device:
-                self._sdf_device = self.sdf.to(device)
-            return self._sdf_device
-        return self.sdf
+    def object_sdf(self, o: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """(1, R, R, R) canonical SDF of object `o`, read from its file when not among the
+        OBJECT_CACHE most recently used (the objects of a large dataset never sit in memory
+        together)."""
+        key = (o, str(device))
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        sdf, _ = load_object(self.root, self.objects[o])
+        t = torch.as_tensor(sdf, dtype=torch.float32)[None].to(device)
+        self._cache[key] = t
+        if len(self._cache) > OBJECT_CACHE:
+            self._cache.popitem(last=False)
+        return t
 
     def hand_fields(self, hand: HandModel, idx: torch.Tensor, res: int = LATENT_RES,
                     device: torch.device | str | None = None) -> torch.Tensor:

@@ -137,7 +137,7 @@ class GridNormaliser(nn.Module):
         picks = []
         for i in range(0, N, chunk):
             a = ((units(i) - template) / spread).abs().flatten()
-            picks.append(a[(-i * per_record) % step::step])
+            picks.append(a[(-i * per_record) % step::step].clone())  # a view would keep all of `a` alive
         clip = float(torch.quantile(torch.cat(picks), 0.999))
         return cls(base.latent_shift.flatten(), base.latent_scale.flatten(), template, spread, clip)
 
