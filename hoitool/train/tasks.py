@@ -199,6 +199,10 @@ class GHOPTask:
         """Encode (or map from the cache) the latents of every copy of every record, the hand
         fields and the latent normalisation; see the class docstring."""
         device = torch.device(device)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: join the group first
+            from hoitool.train.loop import init_distributed
+
+            init_distributed(device)
         distributed = dist.is_available() and dist.is_initialized()
         rank = dist.get_rank() if distributed else 0
         key = self.cache_key()
