@@ -54,7 +54,8 @@ t1 = time.time()
 train(task, TrainConfig(out=str(run), steps=3, batch_size=4, device="cpu",
                         checkpoint_every=1000, log_every=1000))
 time.sleep(0.1)
-print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak_anon_mb": peak["anon"] / 1024,
+import hoitool
+print(json.dumps({"code": str(Path(hoitool.__file__).parents[1]), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak_anon_mb": peak["anon"] / 1024,
                   "encode_s": t1 - t0, "train_s": time.time() - t1}))
 """
 
@@ -78,7 +79,9 @@ def replicate(base: Path, out: Path, n: int) -> Path:
 
 def child(code: Path, data: Path, run: Path, copies: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "2"}
-    r = subprocess.run([sys.executable, "-c", CHILD, str(data), str(run), str(copies)], capture_output=True, text=True, env=env)
+    # run outside any checkout: `python -c` puts the working folder ahead of PYTHONPATH
+    r = subprocess.run([sys.executable, "-c", CHILD, str(data), str(run), str(copies)], capture_output=True, text=True, env=env,
+                       cwd=run.parent)
     if r.returncode != 0:
         raise SystemExit(r.stderr[-3000:])
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -99,7 +102,7 @@ def main(argv=None) -> int:
             base = work / "base"
             subprocess.run([sys.executable, "-m", "hoitool", "prepare-data", "--synthetic", "32", "--out", str(base),
                             "--no-preview", "--workers", "1"], check=True, capture_output=True,
-                           env={**os.environ, "PYTHONPATH": str(args.code)})
+                           env={**os.environ, "PYTHONPATH": str(args.code)}, cwd=work)
         rows = []
         print(f"{'records':>8s} {'copies':>6s} {'first run: peak RSS / anon MB':>30s} {'encode s':>9s} {'cached run: peak RSS / anon MB':>31s}")
         for n in args.records:
@@ -108,6 +111,7 @@ def main(argv=None) -> int:
             first = child(args.code, data, run, args.copies)
             shutil.rmtree(run / "checkpoints", ignore_errors=True)  # the cache stays: a second run maps it
             second = child(args.code, data, run, args.copies)
+            assert Path(first["code"]).resolve() == args.code.resolve(), f"measured {first['code']}, not {args.code}"
             rows.append({"records": n, "copies": args.copies, "first": first, "cached": second})
             print(f"{n:8d} {args.copies:6d} {first['peak_rss_mb']:22.0f} / {first['peak_anon_mb']:5.0f} {first['encode_s']:9.1f} "
                   f"{second['peak_rss_mb']:23.0f} / {second['peak_anon_mb']:5.0f}", flush=True)
