@@ -36,7 +36,9 @@ def prepare_data(
         if manifest is not None:
             given = [n for n, v in (("--seed", seed), ("--categories", categories), ("--grasps-per-object", grasps_per_object)) if v is not None]
             if given:
-                raise InputError(f"{', '.join(given)} apply to --synthetic only: drop {'them' if len(given) > 1 else 'it'} with --manifest")
+                many = len(given) > 1
+                raise InputError(f"{', '.join(given)} {'apply' if many else 'applies'} to --synthetic only: "
+                                 f"drop {'them' if many else 'it'} with --manifest")
         elif scale is not None:
             raise InputError("--scale applies to --manifest meshes only: drop it with --synthetic")
         cfg = PrepareConfig(
