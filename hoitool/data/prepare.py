@@ -441,7 +441,7 @@ MAX_WRIST_DISTANCE_M = 0.3
 
 
 def _check_meshes(records: list[HOIRecord]) -> dict[str, str]:
-    """Every mesh path exists and is a file (before any work): {path: size/time stamp}."""
+    """Every mesh path exists and is a file (before any work): {resolved path: content hash}."""
     stamps: dict[str, str] = {}
     for r in records:
         p = str(Path(r.object_mesh).resolve())
@@ -455,11 +455,13 @@ def _check_meshes(records: list[HOIRecord]) -> dict[str, str]:
 
 def _check_hands_near_objects(cfg: PrepareConfig, recs: list[dict], records: list[HOIRecord]) -> None:
     """Refuse records whose wrist is far from the object (wrong units or frame), naming them."""
+    from hoitool.geometry.grid import UNIT_BALL_RADIUS
     from hoitool.hand.model import HandModel, HandParams
 
     wheres = {r.id: r.where for r in records}
     far = []
     hands = {}
+    bounds: dict[str, tuple[np.ndarray, float]] = {}  # object id -> bounding sphere (centre, radius)
     for side in ("right", "left"):
         rs = [r for r in recs if r["side"] == side]
         if not rs:
@@ -471,10 +473,12 @@ def _check_hands_near_objects(cfg: PrepareConfig, recs: list[dict], records: lis
             with torch.no_grad():
                 wrist = hand(params).joints[:, 0].double().numpy()
             for r, w in zip(chunk, wrist):
-                with np.load(cfg.out / "objects" / f"{r['object_id']}.npz") as z:
-                    uTo = z["uTo"]
-                s_ = uTo[0, 0]
-                centre, radius = -uTo[:3, 3] / s_, 0.9 / s_
+                oid = r["object_id"]
+                if oid not in bounds:
+                    with np.load(cfg.out / "objects" / f"{oid}.npz") as z:
+                        uTo = z["uTo"]
+                    bounds[oid] = (-uTo[:3, 3] / uTo[0, 0], UNIT_BALL_RADIUS / uTo[0, 0])
+                centre, radius = bounds[oid]
                 d = float(np.linalg.norm(w - centre) - radius)
                 if d > MAX_WRIST_DISTANCE_M:
                     far.append((r["id"], d))
@@ -492,7 +496,7 @@ def _prepare_manifest(cfg: PrepareConfig, progress) -> tuple[int, int]:
     rec_dicts = []
     for r in records:
         key = (str(Path(r.object_mesh).resolve()), r.scale * cfg.scale)
-        if key not in objects:  # a changed mesh file (size, time) is another object
+        if key not in objects:  # a mesh file with other contents is another object
             h = hashlib.sha1(f"{key[0]}|{key[1]!r}|{stamps[key[0]]}".encode()).hexdigest()[:8]
             objects[key] = f"{Path(key[0]).stem}-{h}"
         d = r.to_json()

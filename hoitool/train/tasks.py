@@ -157,6 +157,7 @@ class GHOPTask:
         self.vqvae_sha = state_hash(self.vqvae.state_dict())
         self.data = InteractionData(data)
         self.hand = prepared_hand(self.data_root, mano_dir)
+        self.hand_sha = hand_fingerprint(self.hand)
         self.text = TextEncoder(self.opts.text_encoder)
         cats = sorted(set(self.data.categories))
         self.prompts = [prompt_for(c) for c in cats] + [""]
@@ -175,7 +176,7 @@ class GHOPTask:
 
     def cache_key(self) -> dict:
         return {"version": CACHE_VERSION, "vqvae": self.vqvae_sha, "data": data_fingerprint(self.data_root),
-                "n": len(self.data), "hand": hand_fingerprint(self.hand), "copies": self.opts.copies,
+                "n": len(self.data), "hand": self.hand_sha, "copies": self.opts.copies,
                 "augment": asdict(self.opts.augment)}
 
     def _open_cache(self, key: dict) -> bool:
@@ -271,7 +272,7 @@ class GHOPTask:
 
     def config(self) -> dict:
         return {"model": {"unet": asdict(self.model_cfg), "schedule": asdict(self.opts.schedule), "text_encoder": self.opts.text_encoder,
-                          "vqvae_sha256": self.vqvae_sha, "hand": hand_fingerprint(self.hand)},
+                          "vqvae_sha256": self.vqvae_sha, "hand": self.hand_sha},
                 "data": str(self.data_root), "vqvae": self.vqvae_source, "hand": self.hand.source,
                 "options": {k: v for k, v in asdict(self.opts).items() if k != "schedule"}}
 
