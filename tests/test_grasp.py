@@ -140,6 +140,8 @@ def test_metrics_of_overlapping_boxes_match_the_analytic_answer():
     assert list(m.contact) == [True, False] and np.allclose(m.contact_area, [0.5, 0.0])
     # nothing holds the second object: free fall for 35 steps of 1/240 s (semi-implicit Euler: g dt^2 35*36/2)
     assert m.displacement_cm[1] == pytest.approx(100 * 9.8 * 630 / 240**2, rel=0.02)
+    # and the same free fall along each of the six directions
+    assert m.displacement6_cm[1] == pytest.approx(100 * 9.8 * 630 / 240**2, rel=0.02)
     agg = m.aggregate()
     assert agg["contact_ratio"] == 0.5 and agg["intersection_cm3"] == pytest.approx(2.0)
 
@@ -150,6 +152,8 @@ def test_an_object_resting_on_a_static_hand_stays_put():
     floor.apply_translation([0, 0, -0.0301])
     m = grasp_metrics(floor.vertices[None], floor.faces, obj)
     assert m.displacement_cm[0] < 0.5
+    # a floor holds against -z only: sideways and upwards the box slides or falls away
+    assert m.displacement6_cm[0] > 1.0
 
 
 # -- commands -------------------------------------------------------------------------------

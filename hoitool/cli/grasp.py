@@ -68,8 +68,9 @@ def grasp(
                           rank_steps=rank_steps, rank_noises=rank_noises, guidance=GuidanceConfig(guidance=guidance))
         with progress_bar(f"{n} grasps of {mesh.name}") as update:
             res = synthesise_grasps(prior, obj, name, cfg, progress=update)
+        ranked = {k: v for k, v in (("likelihood", res.likelihood), ("tier", res.tier)) if v is not None}
         gs = GraspSet(res.params, scale, res.score, name, extra={
-            "seed": np.int64(seed), "hTo": res.hTo.numpy(), "model": np.array(prior.source), "steps": np.int64(steps),
+            **ranked, "seed": np.int64(seed), "hTo": res.hTo.numpy(), "model": np.array(prior.source), "steps": np.int64(steps),
             **{f"stage1_{k}": v for k, v in res.stage1_params.numpy().items()}})
         verts, faces = rep.hand_vertices(gs)
         with progress_bar("evaluating") as update:
@@ -118,8 +119,9 @@ def rank(
     device: str = typer.Option("auto", "--device"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Score grasps by the prior's likelihood (G-HOP Eq. 3; lower = more plausible) and write score, rank and order
-    into grasps.npz (and summary.json when present)."""
+    """Rank grasps: those that hold (thumb opposing another contact, penetration < 1 cm) first, then those that only
+    touch, then those that touch nothing; within each, by the prior's likelihood (G-HOP Eq. 3) with penetration and
+    contact terms. Writes score (lower = better), likelihood, tier, rank and order into grasps.npz (and summary.json)."""
     import json
 
     import numpy as np
@@ -128,7 +130,7 @@ def rank(
     from hoitool.data.vocab import category_or_text
     from hoitool.hand.model import HandModel
     from hoitool.pipelines import grasp_report as rep
-    from hoitool.pipelines.grasp import GraspObject, infer_category, score_grasps
+    from hoitool.pipelines.grasp import GraspObject, infer_category, rank_grasps, score_grasps
     from hoitool.prior.checkpoint import load_prior
     from hoitool.train.loop import resolve_device
     from hoitool.utils.io import write_json
@@ -154,8 +156,11 @@ def rank(
             def tick(k: int) -> None:
                 done[0] += k
                 update(done[0], K * rank_steps * rank_noises)
-            gs.score = score_grasps(prior, HandModel("right").to(dev), obj, gs.params, name, rank_steps, rank_noises, guidance,
-                                    progress=tick)
+            hand = HandModel("right").to(dev)
+            likelihood = score_grasps(prior, hand, obj, gs.params, name, rank_steps, rank_noises, guidance, progress=tick)
+        side_hand = hand if gs.params.side == "right" else HandModel(gs.params.side).to(dev)
+        gs.score, tier = rank_grasps(side_hand, obj.mesh, gs.params, likelihood)
+        gs.extra.update(likelihood=likelihood, tier=tier)
         gs.category, gs.mesh_scale = name, s
         written = [write_grasps(folder, gs)]
         sp = folder / "summary.json"
@@ -167,7 +172,8 @@ def rank(
                     row["score"] = float(sc)
                 from hoitool.metrics.grasp import GraspMetrics
 
-                m = GraspMetrics(*[np.array([row[k] for row in per], dtype=bool if k == "contact" else float) for k in GraspMetrics.FIELDS])
+                m = GraspMetrics(*[np.array([row.get(k, np.nan) for row in per], dtype=bool if k == "contact" else float)
+                                  for k in GraspMetrics.FIELDS])  # older summaries lack displacement6_cm
                 d["metrics"] = rep.metrics_summary(m, gs.score)["aggregate"]
             d["ranking"] = {"model": prior.source, "category": name, "rank_steps": rank_steps, "rank_noises": rank_noises}
             written.append(write_json(sp, d))

@@ -81,9 +81,10 @@ def train_vqvae(
     steps: int = typer.Option(800, "--steps", min=1, help="Optimiser steps in all."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Global batch (split over torchrun processes)."),
     lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (cosine decay to lr/10)."),
-    channels: int = typer.Option(16, "--channels", min=4, help="Base channel count."),
+    channels: int = typer.Option(64, "--channels", min=4, help="Base channel count."),
     codebook_size: int = typer.Option(512, "--codebook-size", min=2, help="Codebook entries."),
-    patch: int = typer.Option(2, "--patch", min=1, help="Voxels per side folded into channels first (1 = none)."),
+    patch: int = typer.Option(4, "--patch", min=1, help="Voxels per side folded into channels first (1 = none)."),
+    bottleneck: str = typer.Option("continuous", "--bottleneck", help="continuous (default) or vq (a codebook, G-HOP's)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N."),
     resume: str = typer.Option("auto", "--resume", help=RESUME_HELP),
     seed: int = typer.Option(0, "--seed"),
@@ -92,7 +93,8 @@ def train_vqvae(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved options and exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Train the VQ-VAE that compresses 64^3 object grids to 3 x 16^3 latents."""
+    """Train the object autoencoder (VQ-VAE) that compresses 64^3 object grids to 3 x 16^3 latents."""
+    from hoitool.errors import InputError
     from hoitool.models.vqvae import VQVAEConfig
     from hoitool.train.loop import train
     from hoitool.train.tasks import VQVAETask
@@ -100,7 +102,9 @@ def train_vqvae(
 
     setup_logging(verbose)
     with user_errors():
-        model = VQVAEConfig(patch=patch, channels=channels, codebook_size=codebook_size)
+        if bottleneck not in ("continuous", "vq"):
+            raise InputError(f"--bottleneck must be continuous or vq, got {bottleneck!r}")
+        model = VQVAEConfig(patch=patch, channels=channels, codebook_size=codebook_size, bottleneck=bottleneck)
         cfg = _train_config(out, steps, batch_size, lr, device, resume, seed, checkpoint_every, log_every, betas=(0.5, 0.9))
         if dry_run:
             console.print(plain(dump_yaml({"train": cfg, "model": model, "data": str(data)})))
@@ -123,6 +127,8 @@ def train_ghop(
     text_encoder: str = typer.Option("minilm", "--text-encoder", help="'minilm' (shipped) or a local transformers text encoder folder (e.g. CLIP)."),
     text_dropout: float = typer.Option(0.2, "--text-dropout", min=0.0, max=1.0, help="Share of samples trained with the empty prompt."),
     copies: int = typer.Option(4, "--copies", min=1, help="Encoded copies per record (the first as prepared, the rest augmented)."),
+    prediction: str = typer.Option("v", "--prediction", help="What the denoiser predicts: v (default) or epsilon (G-HOP's)."),
+    min_snr_gamma: float = typer.Option(5.0, "--min-snr-gamma", min=0.0, help="Min-SNR loss weighting; 0 = plain MSE."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N."),
     resume: str = typer.Option("auto", "--resume", help=RESUME_HELP),
     seed: int = typer.Option(0, "--seed"),
@@ -135,6 +141,7 @@ def train_ghop(
     """Train the interaction prior: a text-conditioned 3D diffusion model over [VQ-VAE latent | hand field] grids."""
     from hoitool.errors import InputError
     from hoitool.models.unet3d import UNetConfig
+    from hoitool.prior.model import ScheduleConfig
     from hoitool.train.loop import init_distributed, resolve_device, train
     from hoitool.train.tasks import GHOPTask, PriorOptions
     from hoitool.utils.config import dump_yaml
@@ -142,7 +149,11 @@ def train_ghop(
     setup_logging(verbose)
     with user_errors():
         model = UNetConfig(channels=channels)
-        opts = PriorOptions(text_encoder=text_encoder, text_dropout=text_dropout, copies=copies)
+        if prediction not in ("v", "epsilon"):
+            raise InputError(f"--prediction must be v or epsilon, got {prediction!r}")
+        opts = PriorOptions(text_encoder=text_encoder, text_dropout=text_dropout, copies=copies,
+                            schedule=ScheduleConfig(prediction_type="v_prediction" if prediction == "v" else "epsilon"),
+                            min_snr_gamma=min_snr_gamma or None)
         cfg = _train_config(out, steps, batch_size, lr, device, resume, seed, checkpoint_every, log_every, weight_decay=0.01)
         if dry_run:
             console.print(plain(dump_yaml({"train": cfg, "model": model, "options": opts, "data": str(data),

@@ -104,8 +104,9 @@ class GraspMetrics:
     """Per grasp (K,): intersection_cm3 (object voxels inside the hand x pitch^3),
     max_depth_cm / mean_depth_cm (hand vertices inside the object: deepest, and mean over those
     inside; 0 when none), contact (a hand vertex within 5 mm of the surface or inside),
-    contact_area (share of hand vertices in contact), displacement_cm (simulation; NaN when not
-    simulated)."""
+    contact_area (share of hand vertices in contact), displacement_cm (simulation with gravity
+    along the object frame's -z, the papers' figure), displacement6_cm (mean over gravity along
+    +-x, +-y, +-z of the object frame: a scan's -z is arbitrary); both NaN when not simulated."""
 
     intersection_cm3: np.ndarray
     max_depth_cm: np.ndarray
@@ -113,8 +114,10 @@ class GraspMetrics:
     contact: np.ndarray
     contact_area: np.ndarray
     displacement_cm: np.ndarray
+    displacement6_cm: np.ndarray
 
-    FIELDS = ("intersection_cm3", "max_depth_cm", "mean_depth_cm", "contact", "contact_area", "displacement_cm")
+    FIELDS = ("intersection_cm3", "max_depth_cm", "mean_depth_cm", "contact", "contact_area", "displacement_cm",
+              "displacement6_cm")
 
     def per_grasp(self) -> list[dict]:
         return [{k: (bool(getattr(self, k)[i]) if k == "contact" else float(getattr(self, k)[i])) for k in self.FIELDS}
@@ -135,6 +138,7 @@ def grasp_metrics(hand_vertices: np.ndarray, hand_faces: np.ndarray, mesh: trime
                   pitch: float = VOXEL_PITCH_M, threshold: float = CONTACT_THRESHOLD_M, progress=None) -> GraspMetrics:
     """Evaluate grasps: hand meshes (K, V, 3) and the object mesh, all in one frame, metres."""
     from hoitool.geometry.sdf import winding_number
+    from hoitool.metrics.simulation import SIX_DIRECTIONS
 
     V = np.asarray(hand_vertices, dtype=np.float64)
     K = len(V)
@@ -152,6 +156,8 @@ def grasp_metrics(hand_vertices: np.ndarray, hand_faces: np.ndarray, mesh: trime
 
         sim = GraspSimulator(mesh)
     disp = np.full(K, np.nan)
+    disp6 = np.full(K, np.nan)
+    down = SIX_DIRECTIONS.index((0.0, 0.0, -1.0))
     try:
         for k in range(K):
             lo, hi = V[k].min(0), V[k].max(0)
@@ -160,10 +166,11 @@ def grasp_metrics(hand_vertices: np.ndarray, hand_faces: np.ndarray, mesh: trime
                 hm = trimesh.Trimesh(V[k], hand_faces, process=False)
                 vol[k] = float((winding_number(hm, near) > 0.5).sum()) * pitch**3 * 1e6
             if sim is not None:
-                disp[k] = sim.displacement_cm(V[k], hand_faces)
+                six = sim.displacements_cm(V[k], hand_faces, SIX_DIRECTIONS)
+                disp[k], disp6[k] = six[down], six.mean()
             if progress is not None:
                 progress(1)
     finally:
         if sim is not None:
             sim.close()
-    return GraspMetrics(vol, max_depth, mean_depth, touch.any(1), touch.mean(1), disp)
+    return GraspMetrics(vol, max_depth, mean_depth, touch.any(1), touch.mean(1), disp, disp6)

@@ -36,6 +36,10 @@ class UNetConfig:
     """Width of the text embedding."""
     dropout: float = 0.1
     """Dropout in residual blocks."""
+    text_in_embedding: bool = True
+    """Also add the text tokens' mean (through a small MLP) to the timestep embedding, so every
+    residual block's scale-shift sees the category, not only the attention layers (the shipped
+    prior before this option had it off and told categories apart at chance)."""
 
 
 class UNet3D(nn.Module):
@@ -45,6 +49,7 @@ class UNet3D(nn.Module):
         ch = [cfg.channels * m for m in cfg.channel_mult]
         emb = 4 * cfg.channels
         self.time_embed = nn.Sequential(nn.Linear(cfg.channels, emb), nn.SiLU(), nn.Linear(emb, emb))
+        self.text_embed = nn.Sequential(nn.Linear(cfg.context_dim, emb), nn.SiLU(), nn.Linear(emb, emb)) if cfg.text_in_embedding else None
         self.conv_in = nn.Conv3d(cfg.in_channels, ch[0], 3, padding=1)
 
         def stage(cin: int, cout: int, level: int) -> nn.ModuleList:
@@ -91,6 +96,8 @@ class UNet3D(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """x (B, C, r, r, r); t (B,) timesteps; context (B, M, context_dim) text tokens -> eps (B, C, r, r, r)."""
         emb = self.time_embed(timestep_embedding(t, self.config.channels))
+        if self.text_embed is not None:
+            emb = emb + self.text_embed(context.mean(1))
         h = self.conv_in(x)
         hs = [h]
         for mods in self.down:
@@ -109,4 +116,5 @@ def unet_from_dict(d: dict) -> UNet3D:
     d = dict(d)
     d["channel_mult"] = tuple(d["channel_mult"])
     d["attention_levels"] = tuple(d["attention_levels"])
+    d.setdefault("text_in_embedding", False)  # saved before the option existed
     return UNet3D(UNetConfig(**d))

@@ -4,7 +4,10 @@ Per grasp: the object starts with its centroid at the grid frame's origin (8 cm 
 index knuckle) under a random rotation and offset, the hand at a relaxed pose. Stage 1 (SDS)
 optimises the object's pose relative to the hand (6D rotation + translation) and the hand's
 articulation against the prior by score distillation; stage 2 refines on the meshes (contact
-attraction, penetration, damping). Grasps are then scored by the prior's likelihood score.
+attraction, penetration, damping). Grasps are then ranked: first those that hold (thumb opposing
+another contact, shallow penetration), then those that only touch, then those that touch
+nothing; within each group by the prior's likelihood score with penetration and contact terms
+(`rank_score`).
 
 All grasps of a call are optimised together, `batch_size` at a time; grasp i depends only on
 (seed, i), and its loss is a sum of its own terms, so results do not depend on the batch size.
@@ -56,6 +59,22 @@ OPEN_MESH_FRACTION = 0.02
 
 
 @dataclass
+class RankWeights:
+    """The ranking score of a grasp (lower = better) is its tier plus, within the tier, a value in
+    [0, 1): `likelihood` x its likelihood score's rank among the set (0 best, 1 worst) +
+    `penetration` x (deepest hand vertex inside the object / `penetration_cm`, capped at 1) +
+    `contact` x (share of the six zones, five fingers and palm, not touching). The tier puts
+    every grasp that holds before every one that only touches, and both before those that touch
+    nothing, whatever the prior says (bench_grasp.py measures what each part buys)."""
+
+    likelihood: float = 0.4
+    penetration: float = 0.3
+    contact: float = 0.3
+    penetration_cm: float = 1.0
+    """Depth that counts fully, and the largest a holding grasp may have."""
+
+
+@dataclass
 class GraspConfig:
     n: int = 100
     steps: int = 500
@@ -79,6 +98,9 @@ class GraspConfig:
     rank_steps: int = 10
     rank_noises: int = 1
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    physical_rank: bool = True
+    """Rank by `rank_score` (hold tier, likelihood, penetration, contact); False: by the likelihood alone."""
+    rank_weights: RankWeights = field(default_factory=RankWeights)
 
 
 @dataclass
@@ -130,13 +152,46 @@ class GraspResult:
     hTo: torch.Tensor
     """(n, 4, 4) object frame -> hand frame h."""
     score: np.ndarray
-    """(n,) likelihood score, lower = more plausible."""
+    """(n,) ranking score (`rank_score`: hold tier + likelihood and contact terms), lower = better."""
     order: np.ndarray
     """Grasp indices from best to worst score."""
     category: str
     stage1_params: HandParams
     """The grasps after SDS, before refinement."""
     seconds: dict
+    likelihood: np.ndarray | None = None
+    """(n,) the prior's likelihood score alone (G-HOP Eq. 3), lower = more plausible."""
+    tier: np.ndarray | None = None
+    """(n,) 0 holds (thumb opposing another contact, penetration < 1 cm), 1 touches, 2 touches nothing."""
+
+
+def rank_score(likelihood: np.ndarray, quality, weights: RankWeights | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(score, tier) of grasps from their likelihood scores (K,) and exact contact figures
+    (`metrics.grasp.contact_quality`); see `RankWeights`."""
+    w = weights or RankWeights()
+    lik = np.asarray(likelihood, dtype=np.float64)
+    K = len(lik)
+    pen_cm = np.nan_to_num(100 * np.asarray(quality.penetration_m, dtype=np.float64), nan=1e3)
+    zones = np.concatenate([quality.fingers, quality.palm[:, None]], axis=1)
+    touches = zones.any(1)
+    holds = quality.fingers[:, 0] & quality.opposed & (pen_cm < w.penetration_cm)
+    tier = np.where(holds, 0, np.where(touches, 1, 2))
+    order = np.argsort(np.nan_to_num(lik, nan=np.inf), kind="stable")
+    lik_rank = np.empty(K)
+    lik_rank[order] = np.arange(K) / max(K - 1, 1)
+    within = (w.likelihood * lik_rank + w.penetration * np.minimum(pen_cm / w.penetration_cm, 1.0)
+              + w.contact * (1.0 - zones.mean(1)))
+    within = within / max(w.likelihood + w.penetration + w.contact, 1e-9)
+    return tier + 0.999 * within, tier
+
+
+def rank_grasps(hand: HandModel, mesh: trimesh.Trimesh, params: HandParams, likelihood: np.ndarray,
+                weights: RankWeights | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(score, tier) of grasps `params` (right hands in the mesh's frame, metres) on `mesh`."""
+    from hoitool.metrics.grasp import contact_quality
+
+    q = contact_quality(hand, mesh, params.to(hand.device), object_in_hand=False)
+    return rank_score(likelihood, q, weights)
 
 
 def _cosine(it: int, total: int, lr: float) -> float:
@@ -359,12 +414,16 @@ def synthesise_grasps(prior: InteractionPrior, obj: GraspObject, category: str, 
         hTos.append(var.hTo().detach())
     params = HandParams.cat(finals)
     c = time.perf_counter()
-    score = score_grasps(prior, syn.hand, obj, params, category, cfg.rank_steps, cfg.rank_noises, cfg.guidance.guidance,
-                         batch_size=cfg.batch_size, progress=tick)
+    likelihood = score_grasps(prior, syn.hand, obj, params, category, cfg.rank_steps, cfg.rank_noises, cfg.guidance.guidance,
+                              batch_size=cfg.batch_size, progress=tick)
+    if cfg.physical_rank:
+        score, tier = rank_grasps(syn.hand, obj.mesh, params, likelihood, cfg.rank_weights)
+    else:
+        score, tier = likelihood, None
     rank_s = time.perf_counter() - c
     order = np.argsort(score, kind="stable")
     return GraspResult(params.to("cpu"), torch.cat(hTos).cpu(), score, order, category, HandParams.cat(firsts).to("cpu"),
-                       {"sds": sds_s, "refine": refine_s, "rank": rank_s, "total": time.perf_counter() - t0})
+                       {"sds": sds_s, "refine": refine_s, "rank": rank_s, "total": time.perf_counter() - t0}, likelihood, tier)
 
 
 def infer_category(path: str, known: list[str]) -> tuple[str, str]:

@@ -95,7 +95,7 @@ def metrics_summary(m: GraspMetrics, score: np.ndarray | None) -> dict:
 
 
 COLUMNS = [("intersection_cm3", "vol cm³ ↓"), ("max_depth_cm", "max depth cm ↓"), ("mean_depth_cm", "mean depth cm ↓"),
-           ("displacement_cm", "sim. disp. cm ↓"), ("contact_ratio", "contact ratio ↑"), ("contact_area", "contact area ↑")]
+           ("displacement_cm", "sim. disp. -z cm ↓"), ("displacement6_cm", "sim. disp. 6 dir. cm ↓"), ("contact_ratio", "contact ratio ↑"), ("contact_area", "contact area ↑")]
 
 
 def metrics_table(aggregate: dict, title: str):

@@ -10,7 +10,7 @@ from hoitool.assets import asset_dir
 from hoitool.errors import HoiError, InputError
 from hoitool.models.unet3d import unet_from_dict
 from hoitool.models.vqvae import VQVAE, vqvae_from_dict
-from hoitool.prior.model import GridNormaliser, InteractionPrior, ScheduleConfig
+from hoitool.prior.model import GridNormaliser, InteractionPrior, schedule_from_dict
 
 DEFAULTS = {"vqvae": "ghop_vqvae.pt", "ghop": "ghop_prior.pt"}
 
@@ -81,7 +81,7 @@ def load_prior(path: str | Path | None = None, device: str | torch.device = "cpu
     vq = vqvae_from_model({"config": d["vqvae"]["config"], "state_dict": d["vqvae"]["state_dict"]})
     n = d["normaliser"]
     norm = GridNormaliser(n["latent_shift"], n["latent_scale"], n.get("template"), n.get("spread"), n.get("clip", 1.0))
-    prior = InteractionPrior(unet.eval(), vq, norm, ScheduleConfig(**d["schedule"]),
+    prior = InteractionPrior(unet.eval(), vq, norm, schedule_from_dict(d["schedule"]),
                              d["text_encoder"], d.get("text_embeddings"), d.get("categories"))
     prior.source = d["path"]
     prior.step = d.get("step")

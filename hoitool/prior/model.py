@@ -40,12 +40,32 @@ class ScheduleConfig:
     beta_start: float = 0.0015
     beta_end: float = 0.0195
     beta_schedule: str = "scaled_linear"
+    prediction_type: str = "epsilon"
+    """What the denoiser predicts: "epsilon" (the noise; G-HOP's) or "v_prediction"
+    (v = sqrt(a) noise - sqrt(1 - a) x0)."""
+
+
+def schedule_from_dict(d: dict) -> ScheduleConfig:
+    """A saved schedule (those saved before `prediction_type` existed predicted the noise)."""
+    return ScheduleConfig(**{"prediction_type": "epsilon", **d})
 
 
 def train_scheduler(cfg: ScheduleConfig):
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler(**asdict(cfg), prediction_type="epsilon", clip_sample=False)
+    return DDPMScheduler(**asdict(cfg), clip_sample=False)
+
+
+def loss_weights(scheduler, t: torch.Tensor, prediction_type: str, min_snr_gamma: float | None) -> torch.Tensor:
+    """(B,) per-sample weights of the MSE: 1, or min-SNR-gamma (Hang et al. 2023), which caps the
+    weight of low-noise timesteps: min(SNR, gamma) / SNR for noise prediction, min(SNR, gamma) /
+    (SNR + 1) for v (the MSE of v already carries a factor SNR + 1 over the noise's)."""
+    if not min_snr_gamma:
+        return torch.ones(len(t))
+    a = scheduler.alphas_cumprod[t.cpu()].double()
+    snr = a / (1 - a)
+    w = snr.clamp(max=min_snr_gamma) / (snr + 1 if prediction_type == "v_prediction" else snr)
+    return w.float()
 
 
 def ddim_scheduler(cfg: ScheduleConfig, clip: float = 1.0):
@@ -58,7 +78,8 @@ def ddim_scheduler(cfg: ScheduleConfig, clip: float = 1.0):
     tuned with it, samples better with it (measured; README), so it stays the default."""
     from diffusers import DDIMScheduler
 
-    return DDIMScheduler(**asdict(cfg), prediction_type="epsilon", clip_sample=True, clip_sample_range=float(clip),
+    # InteractionPrior.guided_eps turns a v prediction into noise, so DDIM always steps on noise
+    return DDIMScheduler(**{**asdict(cfg), "prediction_type": "epsilon"}, clip_sample=True, clip_sample_range=float(clip),
                          set_alpha_to_one=False, steps_offset=1)
 
 
@@ -184,12 +205,24 @@ class InteractionPrior(nn.Module):
         return self.text.encode([prompt_for(c) for c in categories])[:, None].to(self.device)
 
     def guided_eps(self, x: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor, null: torch.Tensor, guidance: float) -> torch.Tensor:
-        """Classifier-free guidance: eps_null + guidance * (eps_text - eps_null)."""
+        """Classifier-free guidance: out_null + guidance * (out_text - out_null), as noise (a v
+        prediction is converted: eps = sqrt(a) v + sqrt(1 - a) x_t; linear, so guiding v or the
+        noise is the same)."""
         if guidance == 1.0:
-            return self.unet(x, t, ctx)
-        e = self.unet(torch.cat([x, x]), torch.cat([t, t]), torch.cat([ctx, null]))
-        e_c, e_u = e.chunk(2)
-        return e_u + guidance * (e_c - e_u)
+            out = self.unet(x, t, ctx)
+        else:
+            e_c, e_u = self.unet(torch.cat([x, x]), torch.cat([t, t]), torch.cat([ctx, null])).chunk(2)
+            out = e_u + guidance * (e_c - e_u)
+        if self.schedule.prediction_type == "v_prediction":
+            a = self._alphas_cumprod.to(x.device)[t].reshape(-1, *([1] * (x.dim() - 1)))
+            out = a.sqrt() * out + (1 - a).sqrt() * x
+        return out
+
+    @property
+    def _alphas_cumprod(self) -> torch.Tensor:
+        if getattr(self, "_abar", None) is None:
+            self._abar = train_scheduler(self.schedule).alphas_cumprod.float()
+        return self._abar
 
     @torch.no_grad()
     def sample(self, categories: list[str], steps: int = 100, guidance: float = 4.0, seed: int = 0,

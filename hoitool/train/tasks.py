@@ -26,7 +26,7 @@ from hoitool.models.unet3d import UNet3D, UNetConfig
 from hoitool.models.vqvae import VQVAE, VQVAEConfig
 from hoitool.prior.checkpoint import read_model, vqvae_from_model
 from hoitool.prior.data import InteractionData, random_rigid
-from hoitool.prior.model import GridNormaliser, ScheduleConfig, train_scheduler
+from hoitool.prior.model import GridNormaliser, ScheduleConfig, loss_weights, train_scheduler
 from hoitool.utils.seeding import torch_generator
 
 
@@ -41,18 +41,25 @@ class Augment:
 
 
 class VQVAETask:
-    """L1 reconstruction of object grids (resampled under augmentations) + codebook loss."""
+    """L1 reconstruction of object grids (resampled under augmentations), plus `surface_weight`
+    times the L1 over voxels within `surface_band` of the surface (where the zero level set, and
+    so the decoded mesh, is decided: thin walls are only a voxel or two of it), plus the
+    bottleneck's own loss (codebook and commitment, or the latent's mean square)."""
 
     name = "vqvae"
 
-    def __init__(self, data: str | Path, model: VQVAEConfig | None = None, augment: Augment | None = None):
+    def __init__(self, data: str | Path, model: VQVAEConfig | None = None, augment: Augment | None = None,
+                 surface_weight: float = 4.0, surface_band: float = 0.25):
         self.data_root = Path(data)
         self.data = InteractionData(data)
         self.model_cfg = model or VQVAEConfig()
         self.augment = augment or Augment()
+        self.surface_weight = float(surface_weight)
+        self.surface_band = float(surface_band)
 
     def config(self) -> dict:
-        return {"model": asdict(self.model_cfg), "data": str(self.data_root), "augment": asdict(self.augment)}
+        return {"model": asdict(self.model_cfg), "data": str(self.data_root), "augment": asdict(self.augment),
+                "surface_weight": self.surface_weight, "surface_band": self.surface_band}
 
     def build(self, device: torch.device) -> nn.Module:
         return VQVAE(self.model_cfg)
@@ -64,8 +71,12 @@ class VQVAETask:
         aug = torch.stack([random_rigid(torch_generator(*k, "augment"), self.augment.rotation, self.augment.shift) for k in keys])
         grid = self.data.object_grids(torch.as_tensor(idx), aug, device=device)
         out = model(grid)
-        l1 = F.l1_loss(out.recon, grid)
-        return l1 + out.vq_loss, {"l1": l1.item(), "vq": out.vq_loss.item()}
+        err = (out.recon - grid).abs()
+        l1 = err.mean()
+        near = grid.abs() < self.surface_band
+        l1_near = (err * near).sum() / near.sum().clamp_min(1)
+        loss = l1 + self.surface_weight * l1_near + out.vq_loss
+        return loss, {"l1": l1.item(), "l1_near": l1_near.item(), "vq": out.vq_loss.item()}
 
     def export(self, model: nn.Module) -> dict:
         return {"config": asdict(self.model_cfg), "data": str(self.data_root)}
@@ -83,7 +94,9 @@ class PriorOptions:
     """Encoded copies of each record: the first as prepared, the others augmented."""
     augment: Augment = field(default_factory=lambda: Augment(rotation=0.1, shift=0.03))
     """Augmentation of the extra copies (small: the hand-object relation must survive)."""
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(prediction_type="v_prediction"))
+    min_snr_gamma: float | None = 5.0
+    """Min-SNR-gamma loss weighting (None: plain MSE)."""
 
 
 def state_hash(sd: dict) -> str:
@@ -299,9 +312,12 @@ class GHOPTask:
         noise = torch.stack([torch.randn(x0.shape[1:], generator=g) for g in gens])
         ctx = torch.where(drop[:, None], self.null_context[None], self.category_context[self.record_category[idx]])[:, None]
         xt = self.scheduler.add_noise(x0, noise, t)
-        eps = model(xt.to(device), t.to(device), ctx.to(device))
-        loss = F.mse_loss(eps, noise.to(device))
-        return loss, {}
+        pred = self.opts.schedule.prediction_type
+        target = self.scheduler.get_velocity(x0, noise, t) if pred == "v_prediction" else noise
+        out = model(xt.to(device), t.to(device), ctx.to(device))
+        w = loss_weights(self.scheduler, t, pred, self.opts.min_snr_gamma).to(device)
+        per = (out - target.to(device)).square().mean(dim=tuple(range(1, out.dim())))
+        return (w * per).mean(), {"mse": per.mean().item()}
 
     def export(self, model: nn.Module) -> dict:
         return {"unet": asdict(self.model_cfg), "schedule": asdict(self.opts.schedule), "vqvae": self.vqvae_state,
