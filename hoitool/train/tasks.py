@@ -43,23 +43,29 @@ class Augment:
 class VQVAETask:
     """L1 reconstruction of object grids (resampled under augmentations), plus `surface_weight`
     times the L1 over voxels within `surface_band` of the surface (where the zero level set, and
-    so the decoded mesh, is decided: thin walls are only a voxel or two of it), plus the
-    bottleneck's own loss (codebook and commitment, or the latent's mean square)."""
+    so the decoded mesh, is decided: thin walls are only a voxel or two of it), plus
+    `occupancy_weight` times the cross-entropy of inside/outside over the same voxels (logit
+    -recon / `occupancy_tau`), plus the bottleneck's own loss (codebook and commitment, or the
+    latent's mean square)."""
 
     name = "vqvae"
 
     def __init__(self, data: str | Path, model: VQVAEConfig | None = None, augment: Augment | None = None,
-                 surface_weight: float = 4.0, surface_band: float = 0.25):
+                 surface_weight: float = 4.0, surface_band: float = 0.25, occupancy_weight: float = 0.25,
+                 occupancy_tau: float = 0.025):
         self.data_root = Path(data)
         self.data = InteractionData(data)
         self.model_cfg = model or VQVAEConfig()
         self.augment = augment or Augment()
         self.surface_weight = float(surface_weight)
         self.surface_band = float(surface_band)
+        self.occupancy_weight = float(occupancy_weight)
+        self.occupancy_tau = float(occupancy_tau)
 
     def config(self) -> dict:
         return {"model": asdict(self.model_cfg), "data": str(self.data_root), "augment": asdict(self.augment),
-                "surface_weight": self.surface_weight, "surface_band": self.surface_band}
+                "surface_weight": self.surface_weight, "surface_band": self.surface_band,
+                "occupancy_weight": self.occupancy_weight, "occupancy_tau": self.occupancy_tau}
 
     def build(self, device: torch.device) -> nn.Module:
         return VQVAE(self.model_cfg)
@@ -74,9 +80,20 @@ class VQVAETask:
         err = (out.recon - grid).abs()
         l1 = err.mean()
         near = grid.abs() < self.surface_band
-        l1_near = (err * near).sum() / near.sum().clamp_min(1)
+        dims = tuple(range(1, grid.dim()))
+        count = near.sum(dim=dims).clamp_min(1)
+        # per-sample means, then the batch mean: the same loss however the batch is split over processes
+        l1_near = ((err * near).sum(dim=dims) / count).mean()
         loss = l1 + self.surface_weight * l1_near + out.vq_loss
-        return loss, {"l1": l1.item(), "l1_near": l1_near.item(), "vq": out.vq_loss.item()}
+        info = {"l1": l1.item(), "l1_near": l1_near.item(), "vq": out.vq_loss.item()}
+        if self.occupancy_weight:
+            # inside/outside as a classification near the surface: a thin wall is a voxel or two
+            # whose values lie within a millimetre or two of 0, which the L1 alone barely sees
+            bce = F.binary_cross_entropy_with_logits(-out.recon / self.occupancy_tau, (grid < 0).to(out.recon.dtype), reduction="none")
+            occ = ((bce * near).sum(dim=dims) / count).mean()
+            loss = loss + self.occupancy_weight * occ
+            info["occupancy"] = occ.item()
+        return loss, info
 
     def export(self, model: nn.Module) -> dict:
         return {"config": asdict(self.model_cfg), "data": str(self.data_root)}
