@@ -27,17 +27,23 @@ bench:
 	$(MAKE) bench-reconstruct
 	$(MAKE) bench-memory
 
-# The G-HOP models (VQ-VAE reconstruction, prior samples vs an untrained model, speed).
+# The G-HOP models: autoencoder reconstruction (IoU, thin-walled IoU, a contact sheet), prior samples
+# (16 per category, DDIM 25, as in assets/models/CARD.md).
+HELDOUT = bench_results/heldout448
+TRAIN = bench_results/train2240
+YCB = ../shared/external/objects/ycb
 bench-prior:
-	test -f bench_results/heldout/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 224 --seed 1 --out bench_results/heldout --no-preview
-	test -f bench_results/train/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 1000 --seed 0 --out bench_results/train --no-preview
-	$(BIN)/python scripts/bench_prior.py --heldout bench_results/heldout --train bench_results/train
+	test -f $(HELDOUT)/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 448 --seed 1 --out $(HELDOUT) --no-preview
+	test -f $(TRAIN)/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 2240 --seed 0 --out $(TRAIN) --no-preview
+	$(BIN)/python scripts/bench_prior.py --heldout $(HELDOUT) --train $(TRAIN) --vqvae-only --sheet bench_results/reconstructions.png --json bench_results/bench_vqvae.json
+	$(BIN)/python scripts/bench_prior.py --heldout $(HELDOUT) --train $(TRAIN) --samples 16 --steps 25 --skip-untrained --skip-speed --skip-timing --vqvae-json bench_results/bench_vqvae.json --json bench_results/bench_prior.json
 
-# Grasp synthesis: metrics of hoitool's grasps (all, top, bottom 10 %) vs refinement alone and the corpus's
-# own grasps; then the speed of `hoitool grasp --n 100` with default settings (the target: 10 minutes).
+# Grasp synthesis: metrics of hoitool's grasps (all, top, bottom 10 % by rank and by likelihood alone) on held-out
+# synthetic objects, the demo meshes and the YCB scans (when present); then the speed of `hoitool grasp --n 100`
+# with default settings (the target: 10 minutes).
 bench-grasp:
-	test -f bench_results/heldout/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 224 --seed 1 --out bench_results/heldout --no-preview
-	$(BIN)/python scripts/bench_grasp.py --heldout bench_results/heldout --objects 5 --n 16 --out bench_results/bench_grasp.json
+	test -f $(HELDOUT)/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 448 --seed 1 --out $(HELDOUT) --no-preview
+	$(BIN)/python scripts/bench_grasp.py --heldout $(HELDOUT) --objects 5 --n 8 --no-refine-only $$(test -d $(YCB) && echo --ycb $(YCB)) --out bench_results/bench_grasp.json
 	rm -rf bench_results/grasps_mug
 	/usr/bin/time -f "hoitool grasp --n 100: %e s wall, %M KB peak memory" $(BIN)/hoitool grasp assets/meshes/mug.obj --n 100 --out bench_results/grasps_mug
 

@@ -178,9 +178,14 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1000)
     ap.add_argument("--untrained-samples", type=int, default=8)
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--skip-timing", action="store_true", help="do not time sampling 16 interactions")
+    ap.add_argument("--vqvae-json", type=Path, help="take the autoencoder's figures from this earlier report")
+    ap.add_argument("--skip-untrained", action="store_true", help="no untrained-denoiser baseline")
     ap.add_argument("--write", action="store_true", help="write assets/models/metrics.json and refresh CARD.md")
     ap.add_argument("--ddim-unclipped-eps", action="store_true",
                     help="also sample the trained prior keeping the network's noise after clipping x0 (the old update)")
+    ap.add_argument("--ddim-clipped-eps", action="store_true",
+                    help="also sample the trained prior re-deriving the noise from the clipped x0 (the consistent update)")
     ap.add_argument("--prior-only", action="store_true", help="trained prior samples only (no VQ-VAE, baseline, speed)")
     ap.add_argument("--json", type=Path, help="also write the report here")
     ap.add_argument("--sheet", type=Path, help="write a contact sheet of held-out objects and their reconstructions here")
@@ -203,7 +208,9 @@ def main(argv=None) -> int:
     hand = HandModel("right")
     report = {"model": prior.source, "step": prior.step, "torch_threads": torch.get_num_threads(), "ddim_steps": args.steps, "guidance": 4.0,
               "samples_per_category": args.samples, "untrained_samples_per_category": args.untrained_samples}
-    if not args.prior_only:
+    if args.vqvae_json is not None:  # the autoencoder's figures from an earlier --vqvae-only run of the same model
+        report["vqvae"] = json.loads(args.vqvae_json.read_text())["vqvae"]
+    elif not args.prior_only:
         print("VQ-VAE reconstruction ...", flush=True)
         report["vqvae"] = {"heldout": vqvae_figures(prior.vqvae, args.heldout), "train": vqvae_figures(prior.vqvae, args.train)}
         print(json.dumps(report["vqvae"], indent=1), flush=True)
@@ -219,7 +226,7 @@ def main(argv=None) -> int:
                              for s in range(0, len(train_data), 32)])
     cats = args.categories.split(",") if args.categories else prior.categories
     print("prior samples ...", flush=True)
-    if not args.prior_only:
+    if not args.prior_only and not args.skip_timing:
         t = time.time()
         x = prior.sample(["mug"] * 16, steps=100, guidance=4.0, seed=0)
         t_sample = time.time() - t
@@ -228,16 +235,26 @@ def main(argv=None) -> int:
         decode_interactions(prior, x, hand, ["mug"] * 16, 0)
         report["seconds_to_sample_16"] = {"denoise_100_steps": round(t_sample, 1), "with_decoding": round(time.time() - t, 1), "device": "cpu"}
     report["trained"] = prior_figures(prior, hand, cats, args.samples, args.steps, args.seed, train_feats, train_data.categories)
+    if args.ddim_clipped_eps:
+        print("trained prior, DDIM noise re-derived from the clipped x0 ...", flush=True)
+        report["trained_clipped_eps"] = prior_figures(prior, hand, cats, args.samples, args.steps, args.seed, train_feats,
+                                                      train_data.categories, clipped_eps=True)
+        print("trained mean, clipped-x0 DDIM noise:", report["trained_clipped_eps"]["mean"],
+              report["trained_clipped_eps"]["median_penetration_mm"])
     if args.ddim_unclipped_eps:
         print("trained prior, unclipped DDIM noise ...", flush=True)
         report["trained_unclipped_eps"] = prior_figures(prior, hand, cats, args.samples, args.steps, args.seed, train_feats,
                                                         train_data.categories, clipped_eps=False)
         print("trained mean, unclipped DDIM noise:", report["trained_unclipped_eps"]["mean"])
     if args.prior_only:
-        print("trained mean:", report["trained"]["mean"])
+        print("trained mean:", report["trained"]["mean"], "median penetration (mm):", report["trained"]["median_penetration_mm"])
         if args.json:
             args.json.write_text(json.dumps(report, indent=1) + "\n")
         return 0
+    if args.skip_untrained:
+        report["training_data"] = data_diversity(args.train, hand, cats, args.samples)
+        print("trained mean:", report["trained"]["mean"], "median penetration (mm):", report["trained"]["median_penetration_mm"])
+        return _finish(report, args)
     untrained = load_prior(args.model)
     torch.manual_seed(0)
     untrained.unet = UNet3D(untrained.unet.config).eval()
@@ -253,6 +270,10 @@ def main(argv=None) -> int:
     print(json.dumps({k: v for k, v in report.items() if k not in ("trained", "untrained")}, indent=1))
     print("trained mean:", report["trained"]["mean"])
     print("untrained mean:", report["untrained"]["mean"])
+    return _finish(report, args)
+
+
+def _finish(report: dict, args) -> int:
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
     if args.write:
