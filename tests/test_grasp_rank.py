@@ -1,6 +1,7 @@
 """The grasp ranking score: hold tiers first, then likelihood, penetration and contact."""
 
 import numpy as np
+import pytest
 import trimesh
 
 from hoitool.hand.model import HandModel
@@ -37,6 +38,21 @@ def test_with_the_likelihood_weight_alone_the_order_inside_a_tier_is_the_likelih
     q = _quality(np.ones((20, 5)), np.ones(20), np.ones(20), rng.uniform(0, 5, 20))
     score, _ = rank_score(lik, q, RankWeights(likelihood=1.0, penetration=0.0, contact=0.0))
     assert list(np.argsort(score)) == list(np.argsort(lik))
+
+
+def test_equal_likelihoods_get_equal_scores_and_negative_weights_are_refused():
+    q = _quality([[1, 1, 1, 1, 1]] * 3, [1, 1, 1], [1, 1, 1], [2, 2, 2])
+    score, _ = rank_score(np.array([0.7, 0.7, 0.7]), q)
+    assert np.ptp(score) == 0
+    with pytest.raises(ValueError, match="weights"):
+        rank_score(np.zeros(3), q, RankWeights(likelihood=-1.0))
+
+
+def test_a_hand_touching_with_a_vertex_outside_the_contact_zones_only_touches():
+    q = _quality([[0, 0, 0, 0, 0]] * 2, [0, 0], [0, 0], [0, 0])
+    q.nearest_m = np.array([0.002, 0.02])  # e.g. the back of the hand against the object; the other 2 cm away
+    _, tier = rank_score(np.zeros(2), q)
+    assert list(tier) == [1, 2]
 
 
 def test_a_nan_likelihood_ranks_last_in_its_tier():

@@ -11,9 +11,10 @@ from hoitool.geometry.mesh import validate_mesh
 @pytest.mark.parametrize("category", sorted(GENERATORS))
 def test_objects_are_valid_hand_held_solids(category):
     sizes = []
-    for seed in range(3):
+    for seed in range(12):
         m = make_object(category, np.random.default_rng(seed))
         assert m.is_watertight and m.is_winding_consistent and m.volume > 0
+        assert len(m.split(only_watertight=False)) == 1, f"{category} seed {seed}: a part floats free of the body"
         validate_mesh(m, name=category)  # plausible hand-held size
         assert np.allclose(m.bounds.sum(0), 0, atol=1e-9)  # bounding box centred
         sizes.append(m.extents)

@@ -29,6 +29,8 @@ class ContactQuality:
     fingers: np.ndarray
     palm: np.ndarray
     opposed: np.ndarray
+    nearest_m: np.ndarray | None = None
+    """(K,) signed distance of the hand vertex nearest the surface (negative inside), any vertex."""
 
 
 def object_in_hand_depth(hand_vertices: np.ndarray, hand_faces: np.ndarray, surface_points: np.ndarray) -> np.ndarray:
@@ -84,7 +86,8 @@ def contact_quality(hand: HandModel, mesh: trimesh.Trimesh, params: HandParams, 
     if mask.any():
         samples, _ = trimesh.sample.sample_surface_even(mesh, surface_samples, seed=0)
         inside[mask] = object_in_hand_depth(v.numpy()[mask], hand.faces.cpu().numpy(), samples)
-    return ContactQuality(depth.numpy(), inside, touching[:, :5].numpy(), touching[:, 5].numpy(), opposed.numpy())
+    return ContactQuality(depth.numpy(), inside, touching[:, :5].numpy(), touching[:, 5].numpy(), opposed.numpy(),
+                          d.amin(1).numpy())
 
 
 #: Voxel pitch (m) of the intersection volume.

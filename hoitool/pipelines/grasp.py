@@ -46,6 +46,7 @@ from hoitool.geometry.transforms import apply_transform, invert_transform, make_
 from hoitool.hand.field import skeletal_field
 from hoitool.hand.model import HandModel, HandParams
 from hoitool.hand.prior import PosePrior
+from hoitool.metrics.grasp import CONTACT_THRESHOLD_M
 from hoitool.prior.guidance import GuidanceConfig, SDSTarget, likelihood_score, multiscale_mse, sds_targets
 from hoitool.prior.model import InteractionPrior, field_to_x
 from hoitool.utils.seeding import torch_generator
@@ -168,17 +169,22 @@ class GraspResult:
 def rank_score(likelihood: np.ndarray, quality, weights: RankWeights | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(score, tier) of grasps from their likelihood scores (K,) and exact contact figures
     (`metrics.grasp.contact_quality`); see `RankWeights`."""
+    from scipy.stats import rankdata
+
     w = weights or RankWeights()
+    if min(w.likelihood, w.penetration, w.contact) < 0 or w.penetration_cm <= 0:
+        raise ValueError(f"rank weights must be >= 0 and penetration_cm > 0, got {w}")
     lik = np.asarray(likelihood, dtype=np.float64)
     K = len(lik)
     pen_cm = np.nan_to_num(100 * np.asarray(quality.penetration_m, dtype=np.float64), nan=1e3)
     zones = np.concatenate([quality.fingers, quality.palm[:, None]], axis=1)
     touches = zones.any(1)
+    if quality.nearest_m is not None:  # any hand vertex, not only the contact zones (the evaluation's contact)
+        touches = touches | (np.asarray(quality.nearest_m) < CONTACT_THRESHOLD_M)
     holds = quality.fingers[:, 0] & quality.opposed & (pen_cm < w.penetration_cm)
     tier = np.where(holds, 0, np.where(touches, 1, 2))
-    order = np.argsort(np.nan_to_num(lik, nan=np.inf), kind="stable")
-    lik_rank = np.empty(K)
-    lik_rank[order] = np.arange(K) / max(K - 1, 1)
+    # average ranks: equal likelihoods get equal terms; NaN counts as the worst
+    lik_rank = (rankdata(np.nan_to_num(lik, nan=np.inf), method="average") - 1) / max(K - 1, 1)
     within = (w.likelihood * lik_rank + w.penetration * np.minimum(pen_cm / w.penetration_cm, 1.0)
               + w.contact * (1.0 - zones.mean(1)))
     within = within / max(w.likelihood + w.penetration + w.contact, 1e-9)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from hoitool.prior.model import InteractionPrior, field_to_x, train_scheduler
+from hoitool.prior.model import InteractionPrior, field_to_x
 from hoitool.utils.seeding import torch_generator
 
 
@@ -56,10 +56,7 @@ class SDSTarget:
 
 
 def alphas_cumprod(prior: InteractionPrior) -> torch.Tensor:
-    ac = getattr(prior, "_alphas_cumprod", None)
-    if ac is None:
-        ac = prior._alphas_cumprod = train_scheduler(prior.schedule).alphas_cumprod.float()
-    return ac.to(prior.device)
+    return prior.alphas_cumprod().to(prior.device)
 
 
 def respaced(prior: InteractionPrior, k: torch.Tensor, n: int) -> torch.Tensor:

@@ -59,7 +59,8 @@ def train_scheduler(cfg: ScheduleConfig):
 def loss_weights(scheduler, t: torch.Tensor, prediction_type: str, min_snr_gamma: float | None) -> torch.Tensor:
     """(B,) per-sample weights of the MSE: 1, or min-SNR-gamma (Hang et al. 2023), which caps the
     weight of low-noise timesteps: min(SNR, gamma) / SNR for noise prediction, min(SNR, gamma) /
-    (SNR + 1) for v (the MSE of v already carries a factor SNR + 1 over the noise's)."""
+    (SNR + 1) for v (both equal min(SNR, gamma) times the MSE of x0: the MSE of the noise is SNR
+    times it, that of v SNR + 1 times it)."""
     if not min_snr_gamma:
         return torch.ones(len(t))
     a = scheduler.alphas_cumprod[t.cpu()].double()
@@ -214,14 +215,15 @@ class InteractionPrior(nn.Module):
             e_c, e_u = self.unet(torch.cat([x, x]), torch.cat([t, t]), torch.cat([ctx, null])).chunk(2)
             out = e_u + guidance * (e_c - e_u)
         if self.schedule.prediction_type == "v_prediction":
-            a = self._alphas_cumprod.to(x.device)[t].reshape(-1, *([1] * (x.dim() - 1)))
+            a = self.alphas_cumprod().to(x.device)[t].reshape(-1, *([1] * (x.dim() - 1)))
             out = a.sqrt() * out + (1 - a).sqrt() * x
         return out
 
-    @property
-    def _alphas_cumprod(self) -> torch.Tensor:
-        if getattr(self, "_abar", None) is None:
-            self._abar = train_scheduler(self.schedule).alphas_cumprod.float()
+    def alphas_cumprod(self) -> torch.Tensor:
+        """(T,) abar of the training schedule (cached per schedule)."""
+        key = tuple(asdict(self.schedule).items())
+        if getattr(self, "_abar_key", None) != key:
+            self._abar, self._abar_key = train_scheduler(self.schedule).alphas_cumprod.float(), key
         return self._abar
 
     @torch.no_grad()

@@ -3,7 +3,8 @@
 Every generator draws its dimensions from realistic ranges with the given numpy Generator,
 builds the solid with manifold3d (revolved profiles, primitives, booleans, hulls), and returns
 a watertight trimesh with the object standing along +z and its bounding box centred at the
-origin. Thin parts are at least ~4 mm thick so a 64^3 grid resolves them.
+origin, in one piece (handles reach into the body). Thin parts are at least ~4 mm thick: real
+proportions, though walls that thin are below the 9.4 mm voxels of the interaction grid.
 """
 
 from __future__ import annotations
@@ -50,11 +51,14 @@ def mug(rng: np.random.Generator) -> Manifold:
     R = rng.uniform(0.035, 0.048)
     H = rng.uniform(0.08, 0.115)
     wall = rng.uniform(0.004, 0.006)
-    body = _revolve(_shell_profile(R * rng.uniform(0.9, 1.0), R, H, wall, 0.007))
+    rb = R * rng.uniform(0.9, 1.0)
+    body = _revolve(_shell_profile(rb, R, H, wall, 0.007))
     a = rng.uniform(0.022, 0.032)  # handle half-height
     rh = rng.uniform(0.005, 0.0075)
+    zc = H * rng.uniform(0.45, 0.6)
     handle = _torus_arc(a, rh, 180.0).rotate((90.0, 0.0, 0.0)).rotate((0.0, 90.0, 0.0))  # arc bulging to +x
-    handle = handle.scale((rng.uniform(0.8, 1.1), 1.0, 1.0)).translate((R - wall / 2, 0.0, H * rng.uniform(0.45, 0.6)))
+    r_low = rb + (R - rb) * (zc - a) / H  # the wall is narrowest at the handle's lower end
+    handle = handle.scale((rng.uniform(0.8, 1.1), 1.0, 1.0)).translate((r_low - wall / 2, 0.0, zc))
     return body + handle
 
 
@@ -243,9 +247,11 @@ def remote(rng: np.random.Generator) -> Manifold:
 
 def toothbrush(rng: np.random.Generator) -> Manifold:
     L = rng.uniform(0.15, 0.18)
-    handle = _rounded_box(L, rng.uniform(0.011, 0.016), rng.uniform(0.006, 0.009), 0.005)
-    head = _box(rng.uniform(0.022, 0.028), rng.uniform(0.01, 0.012), rng.uniform(0.009, 0.012))
-    return handle + head.translate((L / 2 - 0.018, 0.0, 0.008))
+    t = rng.uniform(0.006, 0.009)
+    handle = _rounded_box(L, rng.uniform(0.011, 0.016), t, 0.005)
+    hh = rng.uniform(0.009, 0.012)
+    head = _box(rng.uniform(0.022, 0.028), rng.uniform(0.01, 0.012), hh)
+    return handle + head.translate((L / 2 - 0.018, 0.0, t / 2 + hh / 2 - 0.002))  # sunk 2 mm into the handle
 
 
 def pen(rng: np.random.Generator) -> Manifold:
@@ -277,10 +283,12 @@ def pitcher(rng: np.random.Generator) -> Manifold:
     R = rng.uniform(0.05, 0.065)
     H = rng.uniform(0.15, 0.21)
     wall = rng.uniform(0.004, 0.006)
-    body = _revolve(_shell_profile(R * rng.uniform(1.0, 1.12), R * rng.uniform(0.85, 1.0), H, wall, 0.008))
+    rb, rt = R * rng.uniform(1.0, 1.12), R * rng.uniform(0.85, 1.0)
+    body = _revolve(_shell_profile(rb, rt, H, wall, 0.008))
     a = rng.uniform(0.04, 0.055)
     handle = _torus_arc(a, rng.uniform(0.007, 0.009), 180.0).rotate((90.0, 0.0, 0.0)).rotate((0.0, -90.0, 0.0))  # bulges to -x
-    handle = handle.scale((rng.uniform(0.7, 0.9), 1.0, 1.0)).translate((-R + wall, 0.0, H * 0.55))
+    r_min = min(rb + (rt - rb) * (H * 0.55 + dz) / H for dz in (-a, a))  # both ends reach into the wall
+    handle = handle.scale((rng.uniform(0.7, 0.9), 1.0, 1.0)).translate((-(r_min - wall / 2), 0.0, H * 0.55))
     return body + handle
 
 
@@ -301,7 +309,8 @@ def teapot(rng: np.random.Generator) -> Manifold:
     body = body - _box(3 * R, 3 * R, Hb).translate((0.0, 0.0, -Hb / 2 + 0.006))
     a = Hb * rng.uniform(0.25, 0.32)
     handle = _torus_arc(a, rng.uniform(0.006, 0.008), 180.0).rotate((90.0, 0.0, 0.0)).rotate((0.0, -90.0, 0.0))
-    handle = handle.translate((-R * 0.92, 0.0, Hb * 0.5))
+    # the ends sit at heights Hb/2 +- a, where the body's radius is R sqrt(1 - (2a / Hb)^2) >= 0.77 R
+    handle = handle.translate((-R * np.sqrt(1.0 - (2 * a / Hb) ** 2) + 0.004, 0.0, Hb * 0.5))
     spout = Manifold.cylinder(R * 1.0, 0.014, 0.007, circular_segments=24).rotate((0.0, 45.0, 0.0)).translate((R * 0.65, 0.0, Hb * 0.35))
     knob = Manifold.sphere(rng.uniform(0.01, 0.014), 24).translate((0.0, 0.0, Hb + 0.004))
     return body + handle + spout + knob

@@ -266,10 +266,10 @@ class GraspPlanner:
             if len(good):
                 kept.append(params[torch.as_tensor(good)])
                 kept_quality.append(ContactQuality(qual.penetration_m[good], inside[good], fing[good],
-                                                   qual.palm[good], qual.opposed[good]))
+                                                   qual.palm[good], qual.opposed[good], qual.nearest_m[good]))
         if not kept:
             empty = HandParams.zeros(0, self.hand.side)
-            none = ContactQuality(np.zeros(0), np.zeros(0), np.zeros((0, 5), bool), np.zeros(0, bool), np.zeros(0, bool))
+            none = ContactQuality(np.zeros(0), np.zeros(0), np.zeros((0, 5), bool), np.zeros(0, bool), np.zeros(0, bool), np.zeros(0))
             return GraspBatch(empty, none, tried, rejected, 0)
         quality = ContactQuality(*(np.concatenate([getattr(q, f.name) for q in kept_quality])[:n]
                                    for f in dataclasses.fields(ContactQuality)))
