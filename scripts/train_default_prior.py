@@ -190,7 +190,8 @@ def write_card() -> Path:
         if "speed" in m:
             sp = m["speed"]
             lines.append(f"Training speed on the CPU: autoencoder {sp['vqvae_steps_per_s']:.2f} steps/s (batch {sp['vqvae_batch']}), "
-                         f"prior {sp['ghop_steps_per_s']:.2f} steps/s (batch {sp['ghop_batch']}).")
+                         f"prior {sp['ghop_steps_per_s']:.2f} steps/s (batch {sp['ghop_batch']})"
+                         + (f" ({sp['source']})." if sp.get("source") else "."))
         lines.append("")
     lines += [
         "## Limits",

@@ -133,7 +133,7 @@ def test_metrics_of_overlapping_boxes_match_the_analytic_answer():
     half_in = trimesh.creation.box((0.02, 0.02, 0.02))
     half_in.apply_translation([0.02, 0, 0])  # half of a 2 cm cube inside: 4 cm^3, 1 cm deep
     away = half_in.copy()
-    away.apply_translation([0.1, 0, 0])
+    away.apply_translation([0.3, 0.3, 0.3])  # out of the way of a fall along any axis
     m = grasp_metrics(np.stack([half_in.vertices, away.vertices]), half_in.faces, obj)
     assert np.allclose(m.intersection_cm3, [4.0, 0.0])
     assert np.allclose(m.max_depth_cm, [1.0, 0.0], atol=1e-6) and np.allclose(m.mean_depth_cm, [1.0, 0.0], atol=1e-6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Optional
 
@@ -95,7 +96,8 @@ def grasp(
             summ = rep.metrics_summary(metrics, res.score)
             write_json(tmp / "summary.json", {
                 "mesh": str(mesh.resolve()), "mesh_scale": scale, "watertight": report.watertight, "category": name,
-                "category_reason": why, "model": prior.source, "settings": {k: v for k, v in vars(cfg).items() if k != "guidance"} | {"guidance": guidance},
+                "category_reason": why, "model": prior.source, "settings": {k: v for k, v in vars(cfg).items() if k not in ("guidance", "rank_weights")}
+                | {"guidance": guidance, "rank_weights": dataclasses.asdict(cfg.rank_weights)},
                 "seconds": res.seconds, "metrics": summ["aggregate"], "per_grasp": summ["per_grasp"]})
             write_grasps(tmp, gs)
         written = [out / n_ for n_ in (OBJECT_FILE, "hands", "scene.glb", "contact_sheet.png", "summary.json", "grasps.npz")
