@@ -36,7 +36,7 @@ bench-prior:
 	test -f $(HELDOUT)/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 448 --seed 1 --out $(HELDOUT) --no-preview
 	test -f $(TRAIN)/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 2240 --seed 0 --out $(TRAIN) --no-preview
 	$(BIN)/python scripts/bench_prior.py --heldout $(HELDOUT) --train $(TRAIN) --vqvae-only --sheet bench_results/reconstructions.png --json bench_results/bench_vqvae.json
-	$(BIN)/python scripts/bench_prior.py --heldout $(HELDOUT) --train $(TRAIN) --samples 16 --steps 25 --skip-untrained --skip-speed --skip-timing --vqvae-json bench_results/bench_vqvae.json --json bench_results/bench_prior.json
+	$(BIN)/python scripts/bench_prior.py --heldout $(HELDOUT) --train $(TRAIN) --samples 8 --steps 25 --skip-untrained --skip-speed --skip-timing --vqvae-json bench_results/bench_vqvae.json --json bench_results/bench_prior.json
 
 # Grasp synthesis: metrics of hoitool's grasps (all, top, bottom 10 % by rank and by likelihood alone) on held-out
 # synthetic objects, the demo meshes and the YCB scans (when present); then the speed of `hoitool grasp --n 100`

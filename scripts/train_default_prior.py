@@ -165,7 +165,8 @@ def write_card() -> Path:
         ptr = (prev or {}).get("trained", {}).get("mean", {})
         dd = m["training_data"]
         lines += [
-            f"Prior: {m['samples_per_category']} samples per category, DDIM {m['ddim_steps']} steps as shipped, guidance 4; the 1-NN",
+            f"Prior: {m['samples_per_category']} samples per category (the previous row: 32), DDIM {m['ddim_steps']} steps (`hoitool sample`",
+            "defaults to 100) with the shipped DDIM update, guidance 4; the 1-NN",
             "classifier compares 32^3 object grids with the training records'. Penetration: deepest hand vertex inside the",
             "decoded object.",
             "",
@@ -197,6 +198,12 @@ def write_card() -> Path:
         "## Limits",
         "",
         "- Read the tables above before relying on these models; the README names every target of issue 13 that they miss.",
+        *(["- The prior does not tell categories apart: the 1-NN score is at chance and the per-category rows are nearly",
+           "  the same, i.e. its samples hardly depend on the prompt; its hands vary about a third as much as the data's.",
+           "  It does place a plausible object at the palm with little penetration. Train longer (`--device cuda`)."]
+          if m and m["trained"]["mean"]["nn_accuracy"] < 2.0 / max(len(m["trained"]["per_category"]), 1) else []),
+        "- The autoencoder cannot keep walls thinner than the grid's 9.4 mm voxels (cups, mugs, wineglasses, pitchers):",
+        "  the 64^3 grid itself breaks them up (see the reconstruction sheet of `bench_prior.py --sheet`).",
         "- Trained only on procedural objects and planned grasps (no real captures): categories outside the synthetic",
         "  ones are reached through the text encoder's nearest neighbours, not learned.",
         "- Hand shapes: the open hand; hands are right hands in the hand-centric frame (left hands are mirrored).",
