@@ -188,7 +188,8 @@ class Task:
 try:
     train(Task(), TrainConfig(out=sys.argv[1], steps=6, batch_size=2, device="cpu", checkpoint_every=100))
 except HoiError as e:
-    print("error:", e, flush=True)
+    import os
+    os.write(1, f"error: {e}\\n".encode())  # one write: the two ranks' lines must not interleave (print writes pieces)
     sys.exit(2)
 """
 
@@ -225,7 +226,8 @@ tasks.GHOPTask._encode = spy
 init_distributed(torch.device("cpu"))
 t = tasks.GHOPTask(sys.argv[1], None, UNetConfig(channels=8), tasks.PriorOptions(copies=1), cache=Path(sys.argv[2]), encode=False)
 t.encode()
-print(f"rank {dist.get_rank()} encoded {len(calls)} {type(t.latents).__name__} {float(np.abs(np.asarray(t.latents)).sum()):.4f}", flush=True)
+import os
+os.write(1, f"rank {dist.get_rank()} encoded {len(calls)} {type(t.latents).__name__} {float(np.abs(np.asarray(t.latents)).sum()):.4f}\\n".encode())
 """
 
 

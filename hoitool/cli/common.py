@@ -36,18 +36,26 @@ def setup_logging(verbose: bool = False) -> None:
                         handlers=[RichHandler(console=err_console, show_time=False, show_path=False)], force=True)
 
 
+def error_line(markup: str) -> None:
+    """Print one line to stderr in a single write, so the lines of several processes never interleave mid-line."""
+    with err_console.capture() as cap:
+        err_console.print(markup, soft_wrap=True)
+    stream = err_console.file
+    stream.write(cap.get())
+    stream.flush()
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn HoiError into one red line and exit code 2; Ctrl-C into a resume hint."""
     try:
         yield
     except HoiError as e:
-        err_console.print(f"[bold red]error:[/] {plain(e)}", soft_wrap=True)
+        error_line(f"[bold red]error:[/] {plain(e)}")
         raise typer.Exit(2) from None
     except KeyboardInterrupt as e:
         name = plain(e.args[0]) if isinstance(e, signals.Interrupted) else "Ctrl-C"
-        err_console.print(f"[yellow]interrupted[/] ({name}): finished work is kept; run the same command again to resume",
-                          soft_wrap=True)
+        error_line(f"[yellow]interrupted[/] ({name}): finished work is kept; run the same command again to resume")
         raise typer.Exit(signals.exit_code(e)) from None
 
 
