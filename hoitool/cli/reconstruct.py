@@ -9,38 +9,51 @@ import typer
 
 from hoitool.cli.common import progress_bar, setup_logging, summary, user_errors
 
+CLIP_KEYPOINT_HELP = ("a JSON list with one entry per frame (21 points, or null when the hand is not seen), "
+                     "{\"frames\": {\"<frame number or stem>\": 21 points}}, a folder of OpenPose JSON files, or a (T, 21, 2|3) .npy.")
 KEYPOINT_HELP = ("21 hand keypoints in OpenPose order, image pixels: JSON (a list of 21 pairs u, v or triples u, v, "
                  "confidence; an object with that list under 'keypoints'; or an OpenPose result), .npy, .txt or .csv.")
 
 
 def reconstruct(
-    image: Path = typer.Argument(..., help="Photograph of one hand holding an object (.jpg, .png ...)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: recon_<image name>)."),
+    image: Path = typer.Argument(..., help="A photograph of one hand holding an object (.jpg, .png ...), or a clip: a video "
+                                           "(.mp4 .mov .avi .webm .mkv .gif) or a folder of frames."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: recon_<input name>)."),
     object_mesh: Optional[Path] = typer.Option(None, "--object-mesh", help="The object's template or CAD mesh (metres unless --scale)."),
     category: Optional[str] = typer.Option(None, "--category", "-c", help="Use the library template of this category instead of --object-mesh."),
-    hand_mask: Optional[Path] = typer.Option(None, "--hand-mask", help="Mask image of the visible hand (white = hand), the image's size."),
-    object_mask: Optional[Path] = typer.Option(None, "--object-mask", help="Mask image of the visible object (white = object)."),
-    keypoints: Optional[Path] = typer.Option(None, "--keypoints", "-k", help=KEYPOINT_HELP),
-    sam_checkpoint: Optional[Path] = typer.Option(None, "--sam-checkpoint", help="Segment Anything checkpoint (local .pth) to make the masks not given as files."),
+    hand_mask: Optional[Path] = typer.Option(None, "--hand-mask", "--hand-masks",
+                                             help="Mask of the visible hand (white = hand), the image's size; for a clip, a folder "
+                                                  "with one mask per frame (matched by file stem or frame number)."),
+    object_mask: Optional[Path] = typer.Option(None, "--object-mask", "--object-masks", help="Mask(s) of the visible object, as --hand-mask."),
+    keypoints: Optional[Path] = typer.Option(None, "--keypoints", "-k", help=KEYPOINT_HELP + " For a clip: " + CLIP_KEYPOINT_HELP),
+    detect: bool = typer.Option(False, "--detect", help="Detect the 2D hand keypoints with the offline MediaPipe detector (`make setup-detect`)."),
+    sam_checkpoint: Optional[Path] = typer.Option(None, "--sam-checkpoint", help="Segment Anything checkpoint (local .pth) to make the masks not given as files "
+                                                  "(a clip: prompted on its first frame, then each frame by the previous mask's box)."),
     hand_box: Optional[str] = typer.Option(None, "--hand-box", help="SAM box prompt for the hand: x0,y0,x1,y1 pixels (default: the keypoints' box)."),
-    object_box: Optional[str] = typer.Option(None, "--object-box", help="SAM box prompt for the object: x0,y0,x1,y1 pixels."),
+    object_box: Optional[str] = typer.Option(None, "--object-box", help="SAM box prompt for the object: x0,y0,x1,y1 pixels (a clip: on its first frame)."),
     object_point: Optional[list[str]] = typer.Option(None, "--object-point", help="SAM point prompt on the object: u,v pixels (repeatable)."),
     focal: Optional[float] = typer.Option(None, "--focal", help="Focal length in pixels (default: a 50 degree field of view across the longer side)."),
     side: str = typer.Option("right", "--side", help="right or left hand."),
-    method: str = typer.Option("easyhoi", "--method", help="easyhoi (contact alignment + refinement) or cao (joint optimisation)."),
+    method: str = typer.Option("easyhoi", "--method", help="Image: easyhoi (contact alignment + refinement) or cao (joint optimisation)."),
     scale: float = typer.Option(1.0, "--scale", help="Multiply --object-mesh coordinates by this to get metres."),
-    rotations: int = typer.Option(1000, "--rotations", min=1, help="Object rotations scored in the pose search."),
-    top_k: int = typer.Option(3, "--top-k", min=1, help="Object pose hypotheses refined; the best is kept."),
-    refine_steps: int = typer.Option(150, "--refine-steps", min=0, help="Refinement (or joint optimisation) iterations."),
+    rotations: int = typer.Option(1000, "--rotations", min=1, help="Image: object rotations scored in the pose search."),
+    top_k: int = typer.Option(3, "--top-k", min=1, help="Image: object pose hypotheses refined; the best is kept."),
+    refine_steps: int = typer.Option(150, "--refine-steps", min=0, help="Image: refinement (or joint optimisation) iterations."),
+    frames: Optional[str] = typer.Option(None, "--frames", help="Clip: the frames to use, A:B:STEP (0-based, B excluded), e.g. 0:64:2."),
+    no_prior: bool = typer.Option(False, "--no-prior", help="Clip: no score distillation from the G-HOP prior (the ablation)."),
+    prior_model: Optional[Path] = typer.Option(None, "--model", help="Clip: G-HOP prior (run folder or .pt; default: the shipped one)."),
+    steps: int = typer.Option(200, "--steps", min=0, help="Clip: object iterations (alternating masks and prior)."),
+    video_format: str = typer.Option("mp4", "--video-format", help="Clip: mp4 or gif for the overlay and turntable."),
     save_stages: bool = typer.Option(False, "--save-stages", help="Also write every stage's meshes, parameters and renders under stages/."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Reconstruct the hand and the object from one image (EasyHOI's stages, or Cao et al.'s joint losses with
-    --method cao). Needs the object's shape (--object-mesh or --category), hand and object masks (files or
-    --sam-checkpoint) and the 2D hand keypoints (--keypoints). Writes meshes in the camera frame, params.json,
-    overlay.png and side.png."""
+    --method cao), or from a clip (per-frame hand fits smoothed over time, one object shape with a pose per frame
+    relative to the hand, guided by the G-HOP prior). Needs the object's shape (--object-mesh or --category), hand
+    and object masks (files or --sam-checkpoint) and the 2D hand keypoints (--keypoints or --detect). Writes meshes in
+    the camera frame, params.json and renders (overlay and side view; for a clip, overlay and turntable videos)."""
     from hoitool.errors import InputError
     from hoitool.data import image_inputs as ii
     from hoitool.pipelines.image_recon import ReconstructConfig
@@ -48,6 +61,16 @@ def reconstruct(
 
     setup_logging(verbose)
     with user_errors():
+        from hoitool.data.video_inputs import is_video_input
+
+        if image.exists() and is_video_input(image):
+            return reconstruct_clip_cmd(image, out=out, object_mesh=object_mesh, category=category, hand_masks=hand_mask,
+                                        object_masks=object_mask, keypoints=keypoints, detect=detect, sam_checkpoint=sam_checkpoint,
+                                        object_box=object_box, object_point=object_point, focal=focal, side=side, scale=scale,
+                                        frames=frames, no_prior=no_prior, prior_model=prior_model, steps=steps,
+                                        video_format=video_format, save_stages=save_stages, seed=seed, device=device)
+        if frames is not None:
+            raise InputError(f"--frames applies to a clip (a video or a folder of frames), and {image} is an image")
         if side not in ("right", "left"):
             raise InputError(f"--side must be right or left, got {side!r}")
         if method not in ("easyhoi", "cao"):
@@ -60,10 +83,19 @@ def reconstruct(
             raise InputError(f"{out} already exists and is not empty: choose another --out or delete it")
         img = ii.load_image(image)
         shape = img.shape[:2]
-        if keypoints is None:
-            raise InputError("no hand keypoints: pass --keypoints FILE (21 points, OpenPose order)")
-        uv, conf = ii.load_keypoints(keypoints, side)
-        ii.check_keypoints_in_image(uv, conf, shape, str(keypoints))
+        if keypoints is not None and detect:
+            raise InputError("give --keypoints FILE or --detect, not both")
+        if keypoints is None and not detect:
+            raise InputError("no hand keypoints: pass --keypoints FILE (21 points, OpenPose order) or --detect")
+        if detect:
+            from hoitool.hand.detect import detect_keypoints
+
+            uv, conf = (a[0] for a in detect_keypoints([img], side))
+            if not (conf > 0).any():
+                raise InputError(f"the detector found no {side} hand in {image}: pass --keypoints FILE, or check --side")
+        else:
+            uv, conf = ii.load_keypoints(keypoints, side)
+        ii.check_keypoints_in_image(uv, conf, shape, str(keypoints or "the detector's keypoints"))
         masks = {}
         for what, path in (("hand", hand_mask), ("object", object_mask)):
             if path is not None:
@@ -149,3 +181,152 @@ def run_reconstruction(img, hand_mask, object_mask, uv, conf, out: Path, *, obje
         f"hand mask IoU {m['hand_iou']:.2f} · object mask IoU {m['object_iou']:.2f} · keypoint error {m['keypoint_error_px']:.1f} px",
         f"max penetration {m['max_penetration_mm']:.1f} mm · hand-object gap {m['min_distance_mm']:.1f} mm",
     ])
+
+
+def reconstruct_clip_cmd(path: Path, *, out, object_mesh, category, hand_masks, object_masks, keypoints, detect, sam_checkpoint,
+                         object_box, object_point, focal, side, scale, frames, no_prior, prior_model, steps, video_format,
+                         save_stages, seed, device) -> None:
+    """`hoitool reconstruct CLIP`: validate the clip's inputs, run the video pipeline, write the outputs atomically."""
+    import time
+
+    import numpy as np
+
+    from hoitool.data import video_inputs as vi
+    from hoitool.data.grasps import staged_folder
+    from hoitool.data.templates import category_template
+    from hoitool.errors import InputError
+    from hoitool.geometry.camera import Camera
+    from hoitool.geometry.mesh import load_mesh
+    from hoitool.hand.model import HandModel
+    from hoitool.pipelines.video_recon import ClipInputs, VideoConfig, reconstruct_clip
+    from hoitool.pipelines.video_report import write_outputs
+    from hoitool.train.loop import resolve_device
+    from hoitool.utils.config import save_config
+
+    if side not in ("right", "left"):
+        raise InputError(f"--side must be right or left, got {side!r}")
+    if video_format not in ("mp4", "gif"):
+        raise InputError(f"--video-format must be mp4 or gif, got {video_format!r}")
+    if (object_mesh is None) == (category is None):
+        raise InputError("give the object's shape: --object-mesh PATH (a template or CAD model) or --category NAME "
+                         "(a template from hoitool's object library; its name also prompts the prior), not both")
+    if focal is not None and not (np.isfinite(focal) and focal > 0):
+        raise InputError(f"--focal must be a positive number of pixels, got {focal}")
+    if keypoints is not None and detect:
+        raise InputError("give --keypoints FILE or --detect, not both")
+    if keypoints is None and not detect:
+        raise InputError("no hand keypoints: pass --keypoints FILE (21 points per frame, OpenPose order) or --detect")
+    out = out or Path(f"recon_{path.stem}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out} already exists and is not empty: choose another --out or delete it")
+    clip = vi.load_clip(path, frames)
+    T, H, W = clip.frames.shape[:3]
+    if detect:
+        from hoitool.hand.detect import detect_keypoints
+
+        uv, conf = detect_keypoints(list(clip.frames), side, video=True)
+        if not (conf > 0).any():
+            raise InputError(f"the detector found no {side} hand in any frame of {path}: pass --keypoints FILE, or check --side")
+    else:
+        uv, conf = vi.load_clip_keypoints(keypoints, clip, side)
+    masks = {}
+    for what, folder in (("hand", hand_masks), ("object", object_masks)):
+        if folder is not None:
+            masks[what] = vi.load_mask_folder(folder, clip, what)
+    missing = [w for w in ("hand", "object") if w not in masks]
+    if missing:
+        if sam_checkpoint is None:
+            raise InputError(f"no {' or '.join(missing)} masks: pass --{missing[0]}-masks FOLDER, or --sam-checkpoint PATH "
+                             "with a prompt on the first frame (--object-box / --object-point; the hand's boxes come from the keypoints)")
+        masks.update(_sam_clip_masks(clip, uv, conf, missing, masks, sam_checkpoint, object_box, object_point, resolve_device(device)))
+    if not masks["object"].any():
+        raise InputError("the object mask is empty on every frame: check --object-masks or the SAM prompt")
+    if object_mesh is not None:
+        mesh, _ = load_mesh(object_mesh, scale=scale)
+        template, name = True, str(object_mesh)
+        cat = category or object_mesh.stem
+    else:
+        mesh, name = category_template(category)
+        template, cat = False, category
+    prior = None
+    if not no_prior:
+        from hoitool.prior.checkpoint import load_prior
+
+        prior = load_prior(prior_model, device=resolve_device(device))
+    camera = Camera.default(W, H, focal)
+    cfg = VideoConfig(side=side, use_prior=not no_prior, steps=steps, seed=seed, device=str(resolve_device(device)))
+    inputs = ClipInputs(clip.frames, masks["hand"], masks["object"], np.nan_to_num(uv), conf)
+    hand = HandModel(side)
+    t0 = time.time()
+    with progress_bar(f"reconstructing {T} frames") as bar:
+        order = {"hand": 0, "init": 1, "object": 2}
+
+        def tick(stage, done, total):
+            bar(order[stage] * 100 + int(100 * done / max(total, 1)), 300)
+
+        try:
+            result = reconstruct_clip(inputs, mesh, camera, cat, cfg, template=template, hand=hand, prior=prior, progress=tick)
+        except (ValueError, FloatingPointError) as e:
+            raise InputError(f"the clip reconstruction failed: {e}") from None
+    m = result.final.metrics
+    if not all(np.isfinite(v) for v in m.values()):
+        raise InputError("the reconstruction diverged (NaN): check that the masks and keypoints belong to this clip")
+    seconds = round(time.time() - t0, 2)
+    extra = {"input": str(path), "frames_used": len(clip.indices), "object_mesh": name,
+             "template": "metric mesh" if template else f"category {name}", "prior": None if no_prior else str(prior.source),
+             "seconds": seconds, "seconds_per_stage": {k: round(v.seconds, 2) for k, v in result.stages.items()}}
+    with staged_folder(out) as tmp:
+        files = write_outputs(tmp, result, hand, clip.frames, clip.indices, clip.stems, clip.fps, extra, save_stages, video_format)
+        save_config(cfg, tmp / "config.yaml")
+    summary("hoitool reconstruct (clip)", [out / p.relative_to(tmp) for p in files] + [out / "config.yaml"], [
+        f"{T} frames · {extra['template']} · prior {'off' if no_prior else 'on'} · {seconds:.1f} s "
+        f"(" + ", ".join(f"{k} {v:.0f} s" for k, v in extra["seconds_per_stage"].items()) + ")",
+        f"object mask IoU {m['object_iou']:.2f} · max penetration {m['max_penetration_mm']:.1f} mm · "
+        f"hand-object gap {m['min_distance_mm']:.1f} mm · object scale {m['scale']:.2f} x template",
+    ])
+
+
+def _sam_clip_masks(clip, uv, conf, missing, given, checkpoint, object_box, object_point, device) -> dict:
+    """Masks from SAM, frame by frame: the hand prompted by its keypoints' box (or the previous hand mask's box),
+    the object by the user's prompt on the first frame and then by the previous object mask's box."""
+    import numpy as np
+
+    from hoitool.data import image_inputs as ii
+    from hoitool.errors import InputError
+    from hoitool.pipelines.segment import SamSegmenter, parse_box, parse_point
+
+    if "object" in missing and object_box is None and not object_point:
+        raise InputError("SAM needs a prompt for the object on the first frame: --object-box x0,y0,x1,y1 or --object-point u,v")
+    sam = SamSegmenter(checkpoint, device=device)
+    T, H, W = clip.frames.shape[:3]
+    out = {w: np.zeros((T, H, W), bool) for w in missing}
+    prev = {}
+    with progress_bar(f"segmenting {T} frames with SAM") as bar:
+        for t in range(T):
+            sam.set_image(clip.frames[t])
+            for what in missing:
+                if what == "hand":
+                    if (conf[t] > 0).sum() >= ii.MIN_KEYPOINTS:
+                        box = ii.keypoint_box(uv[t], conf[t], (H, W))
+                    elif "hand" in prev:
+                        box = prev["hand"]
+                    else:
+                        continue
+                    m = sam.segment(box=box)
+                else:
+                    if t == 0:
+                        m = sam.segment(box=parse_box(object_box, "--object-box") if object_box else None,
+                                        points=[parse_point(p) for p in object_point or []])
+                    elif "object" in prev:
+                        m = sam.segment(box=prev["object"])
+                    else:
+                        continue
+                if m.any():
+                    ys, xs = np.nonzero(m)
+                    pad = 0.1 * max(xs.ptp(), ys.ptp(), 4)
+                    prev[what] = np.array([xs.min() - pad, ys.min() - pad, xs.max() + pad, ys.max() + pad])
+                out[what][t] = m
+            if "object" in out:  # SAM keeps the fingers on the object: remove the hand
+                out["object"][t] &= ~(out["hand"][t] if "hand" in out else given["hand"][t])
+            bar(t + 1, T)
+    return out
