@@ -51,6 +51,8 @@ from hoitool.prior.guidance import GuidanceConfig, multiscale_mse, sds_targets
 from hoitool.utils.seeding import torch_generator
 
 STAGES = ("hand", "init", "object")
+#: Samples of the second (fine) pass along each ray, around the coarse pass's nearest sample.
+FINE_SAMPLES = 9
 
 
 @dataclass
@@ -91,10 +93,13 @@ class VideoConfig:
     """Side (pixels) of each frame's square crop around the hand and object masks."""
     sigma: float = 0.7
     """Soft silhouette sharpness, in crop pixels (the logistic scale of the ray's min distance)."""
-    ray_samples: int = 40
-    """Samples per ray through the object's bounding sphere."""
-    grid_res: int = 32
-    """Resolution of the object's SDF grid (unit-ball frame, [-1, 1]^3)."""
+    ray_samples: int = 24
+    """Samples per ray through the object's bounding sphere (then FINE_SAMPLES around the nearest)."""
+    shape_res: int = 16
+    """Resolution of the coarse grid that reshapes the object (upsampled onto grid_res)."""
+    grid_res: int = 48
+    """Resolution of the object's SDF grid (unit-ball frame, [-1, 1]^3). At 32 a mug's handle
+    thins away (the true mesh in its true pose: mask IoU 0.83 at 32, 0.94 at 48)."""
     hand_iters: int = 40
     """L-BFGS iterations of each single-frame keypoint fit."""
     fit_every: int = 4
@@ -108,7 +113,10 @@ class VideoConfig:
     init_refine_steps: int = 60
     steps: int = 200
     """Object iterations; they alternate between (a) masks + contact + temporal and (b) eikonal + SDS."""
-    lr_grid: float = 0.01
+    lr_grid: float = 0.002
+    shape_start: float = 0.5
+    """The shape changes only after this share of the iterations: first the poses and the scale
+    fit the masks, so that the shape does not bend to make up for a wrong pose."""
     lr_pose: float = 0.01
     lr_scale: float = 0.01
     w_mask: float = 10.0
@@ -126,7 +134,7 @@ class VideoConfig:
     w_laplacian: float = 0.2
     w_scale: float = 0.05
     """(log object scale)^2: the category template's size is only typical."""
-    w_sds: float = 20.0
+    w_sds: float = 100.0
     sds_frames: int = 2
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     seed: int = 0
@@ -290,11 +298,13 @@ class ObjectModel(torch.nn.Module):
     (x_o: the template's frame, metres).
     """
 
-    def __init__(self, grid: np.ndarray, uTo: np.ndarray, hTo: np.ndarray, T: int):
+    def __init__(self, grid: np.ndarray, uTo: np.ndarray, hTo: np.ndarray, T: int, shape_res: int = 16):
         super().__init__()
         f = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
-        self.grid = torch.nn.Parameter(f(grid)[None, None].clone())
         self.register_buffer("grid0", f(grid)[None, None].clone())
+        self.delta = torch.nn.Parameter(torch.zeros(1, 1, shape_res, shape_res, shape_res))
+        """The shape's change: a coarse grid, upsampled (trilinear) onto the initial one, so that
+        the masks reshape the object smoothly instead of carving voxels."""
         self.register_buffer("uTo", f(uTo))
         s = float(np.cbrt(abs(np.linalg.det(hTo[:3, :3]))))
         self.log_s = torch.nn.Parameter(torch.tensor(np.log(s), dtype=torch.float32))
@@ -302,6 +312,12 @@ class ObjectModel(torch.nn.Module):
         self.base_t = torch.nn.Parameter(f(hTo[:3, 3]).clone())
         self.d_rot = torch.nn.Parameter(torch.zeros(T, 3))
         self.d_t = torch.nn.Parameter(torch.zeros(T, 3))
+
+    @property
+    def grid(self) -> torch.Tensor:
+        """(1, 1, R, R, R) the current signed distances, u units."""
+        R = self.grid0.shape[-1]
+        return self.grid0 + torch.nn.functional.interpolate(self.delta, size=(R, R, R), mode="trilinear", align_corners=True)
 
     @property
     def u_per_m(self) -> torch.Tensor:
@@ -339,7 +355,7 @@ class ObjectModel(torch.nn.Module):
         """The zero level set in the template frame o, scaled by s (metres)."""
         from skimage.measure import marching_cubes
 
-        g = self.grid[0, 0].cpu().numpy()
+        g = self.grid[0, 0].detach().cpu().numpy()
         if not (g.min() < 0 < g.max()):
             raise ValueError("the object's distance grid has no surface left: lower lr_grid or w_sds")
         R = g.shape[0]
@@ -387,15 +403,26 @@ def render_silhouettes(obj: ObjectModel, crops: _Crops, uTc: torch.Tensor, frame
         lo, hi = along[fi, pi] - half[fi, pi], along[fi, pi] + half[fi, pi]
         s = (torch.arange(samples, device=dev, dtype=torch.float32) + 0.5) / samples
         depth = lo[:, None] + (hi - lo)[:, None] * s  # (R, samples)
-    pts = dirs[fi, pi][:, None] * depth[..., None]  # (R, samples, 3) camera
     Mr = M[fi]
-    pu = torch.einsum("rij,rsj->rsi", Mr[:, :3, :3], pts) + Mr[:, None, :3, 3]
-    d = query_grid(obj.grid, pu.reshape(1, -1, 3)).reshape(len(fi), samples) / transform_scale(Mr)[:, None]
+    ray = dirs[fi, pi]
+    with torch.no_grad():  # coarse pass: where along each ray the distance is smallest
+        d = _ray_distances(obj, Mr, ray, depth)
+        step = (hi - lo) / samples
+        near = depth.gather(1, d.argmin(1, keepdim=True))
+        fine = near + step[:, None] * torch.linspace(-1.0, 1.0, FINE_SAMPLES, device=dev)  # +- one coarse step
+    d = _ray_distances(obj, Mr, ray, fine)
     dmin, arg = d.min(1)
-    z = depth.gather(1, arg[:, None])[:, 0] * dirs[fi, pi, 2]
+    z = fine.gather(1, arg[:, None])[:, 0] * ray[:, 2]
     tau = sigma * crops.pixel_m[frames][fi] * z
     sil = sil.index_put((fi, pi), torch.sigmoid(-dmin / tau))
     return sil.reshape(Fn, S, S)
+
+
+def _ray_distances(obj: ObjectModel, Mr: torch.Tensor, ray: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+    """(R, K) metric distances at K depths (R, K) along rays (R, 3) from the camera, grid under Mr (R, 4, 4)."""
+    pts = ray[:, None] * depth[..., None]
+    pu = torch.einsum("rij,rsj->rsi", Mr[:, :3, :3], pts) + Mr[:, None, :3, 3]
+    return query_grid(obj.grid, pu.reshape(1, -1, 3)).reshape(depth.shape) / transform_scale(Mr)[:, None]
 
 
 def _mask_loss(sil: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -456,9 +483,11 @@ def optimise_object(obj: ObjectModel, hnd: _Hand, crops: _Crops, cfg: VideoConfi
                     progress: Callable[[int, int], None] | None = None, log: list | None = None) -> None:
     T = hnd.cTh.shape[0]
     dev = hnd.cTh.device
-    opt = torch.optim.Adam([{"params": [obj.grid], "lr": cfg.lr_grid}, {"params": [obj.base6d, obj.d_rot], "lr": cfg.lr_pose},
+    opt = torch.optim.Adam([{"params": [obj.delta], "lr": cfg.lr_grid}, {"params": [obj.base6d, obj.d_rot], "lr": cfg.lr_pose},
                             {"params": [obj.base_t, obj.d_t], "lr": cfg.lr_pose * 0.05}, {"params": [obj.log_s], "lr": cfg.lr_scale}])
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.1 ** (i / max(cfg.steps, 1)))
+    decay = lambda i: 0.1 ** (i / max(cfg.steps, 1))  # noqa: E731
+    start = int(cfg.shape_start * cfg.steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, [lambda i: decay(i) * (i >= start), decay, decay, decay])
     mask_frames = torch.nonzero(crops.has_object)[:, 0]
     with torch.no_grad():
         zd0 = zone_distances(obj.sdf_c(hnd.verts, obj.uTc(hnd.cTh)), zone_index)
@@ -558,7 +587,7 @@ def reconstruct_clip(inputs: ClipInputs, mesh: trimesh.Trimesh, camera: Camera, 
     k = key_frame(inputs, have)
     hTo = initial_object(hand, inputs, camera, mesh, template, k, cfg)
     grid, uTo = canonical_sdf(mesh, cfg.grid_res, truncation_m=None)
-    obj = ObjectModel(grid, uTo, hTo, T).to(dev)
+    obj = ObjectModel(grid, uTo, hTo, T, cfg.shape_res).to(dev)
     tick("init", 1, 1)
     m_init = clip_metrics(obj, hnd, crops, cfg)
     mesh0 = obj.mesh()
