@@ -11,7 +11,8 @@ setup:
 	# torch first, pinned: the CPU wheel (a CUDA build already installed at 2.13.0 is kept).
 	$(BIN)/pip install torch==2.13.0
 	$(BIN)/pip install -e '.[render,sam,dev]'
-	$(MAKE) setup-detect
+	# the offline hand detector in .venv-detect (optional: everything but --detect works without it)
+	$(MAKE) setup-detect || echo "warning: the hand keypoint detector was not set up (see above): --detect needs it; run make setup-detect"
 
 # The 2D hand keypoint detector (hoitool/hand/detect.py) in its own environment: MediaPipe Hands
 # 0.10.21 built for numpy 2, models inside the wheel. Its declared requirements (protobuf<5,

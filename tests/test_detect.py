@@ -16,11 +16,12 @@ from hoitool.hand.detect import Hand, select_side
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_to_pixels_scales_by_width_and_height():
-    lm = np.array([[0.0, 0.0, 0.3], [1.0, 1.0, -0.1], [0.25, 0.5, 0.0]], np.float32)
+def test_to_pixels_scales_by_width_and_height_with_pixel_centres_at_integers():
+    lm = np.array([[0.0, 0.0, 0.3], [1.0, 1.0, -0.1], [0.25, 0.5, 0.0], [0.5 / 640, 0.5 / 480, 0.0]], np.float32)
     px = worker.to_pixels(lm, width=640, height=480)
-    assert px.shape == (3, 2) and px.dtype == np.float32
-    np.testing.assert_allclose(px, [[0, 0], [640, 480], [160, 240]])
+    assert px.shape == (4, 2) and px.dtype == np.float32
+    # the image's outer edges are -0.5 and W - 0.5; the first pixel's centre is 0
+    np.testing.assert_allclose(px, [[-0.5, -0.5], [639.5, 479.5], [159.5, 239.5], [0, 0]], atol=1e-4)
     # batched, any leading shape
     assert worker.to_pixels(np.zeros((2, 4, 21, 3)), 10, 20).shape == (2, 4, 21, 2)
 

@@ -204,7 +204,10 @@ def test_frames_selection_on_video_and_folder(mp4, tmp_path):
 
 
 def test_frames_selection_out_of_range(mp4, tmp_path):
-    _raises(lambda: vi.load_clip(mp4, frames="100:120"), "--frames 100:120", "selects no frame", "6 frames (0-5)")
+    _raises(lambda: vi.load_clip(mp4, frames="100:120"), "--frames 100:120", "outside the clip", "6 frames (0-5)")
+    _raises(lambda: vi.load_clip(mp4, frames="2:9"), "--frames 2:9", "STOP 9 is outside", "6 frames (0-5)")
+    _raises(lambda: vi.load_clip(mp4, frames="-8:"), "--frames -8:", "outside")
+    assert vi.load_clip(mp4, frames="2:6").indices == [2, 3, 4, 5] and vi.load_clip(mp4, frames="-2:").indices == [4, 5]
     _raises(lambda: vi.load_clip(_folder(tmp_path), frames="6:"), "--frames 6:", "6 frames (0-5)")
     _raises(lambda: vi.load_clip(mp4, frames="3:1"), "--frames 3:1", "selects no frame")
 

@@ -84,6 +84,7 @@ def test_object_model_pose_and_mesh():
     m = obj.mesh()  # template frame scaled by s = 0.1: radius 0.06 m
     r = np.linalg.norm(m.vertices - m.vertices.mean(0), axis=1)
     assert r.mean() == pytest.approx(0.06, rel=0.03)
+    assert m.volume == pytest.approx(4 / 3 * np.pi * 0.06 ** 3, rel=0.05)  # positive: faces point outwards
     cTh = torch.eye(4).repeat(3, 1, 1)
     cTo = obj.output_poses(cTh)
     assert np.allclose(cTo[:, :3, :3] @ cTo[:, :3, :3].transpose(0, 2, 1), np.eye(3), atol=1e-5)  # rigid
@@ -98,7 +99,6 @@ def test_clip_hand_fit_fills_dropped_frames_and_is_smooth(clip, right_hand):
         kp = right_hand(fitted).keypoints.numpy()
     err = np.linalg.norm((kp - kp[:, 5:6]) - (clip.keypoints3d - clip.keypoints3d[:, 5:6]), axis=-1).mean(1)  # index-MCP centred
     assert err.max() < 0.025, err  # dropped frames included
-    assert fitted.betas.std(0).max() < 1e-6  # one shape for the clip
     uv = clip.camera.project(torch.as_tensor(kp, dtype=torch.float32)).numpy()
     px = np.linalg.norm(uv - clip.camera.project(torch.as_tensor(clip.keypoints3d, dtype=torch.float32)).numpy(), axis=-1)
     assert np.median(px) < 6.0
@@ -169,12 +169,22 @@ def test_clip_bad_input_one_line_and_nothing_written(tmp_path, clip_dir):
     # a mask folder missing frames
     import shutil
 
-    masks = tmp_path / "masks"
+    masks = tmp_path / "m"
     shutil.copytree(clip_dir / "object_masks", masks)
     sorted(masks.iterdir())[-1].unlink()
     args = _clip_args(clip_dir, out)
     args[args.index("--object-masks") + 1] = str(masks)
-    _one_line_error(runner.invoke(app, args), "masks")
+    _one_line_error(runner.invoke(app, args), f"frame {FRAMES - 1}")
+    # more masks than frames: another clip's folder
+    extra = tmp_path / "extra"
+    shutil.copytree(clip_dir / "object_masks", extra)
+    for t in range(FRAMES, FRAMES + 3):
+        shutil.copy(extra / "00000.png", extra / f"{t:05d}.png")
+    args[args.index("--object-masks") + 1] = str(extra)
+    _one_line_error(runner.invoke(app, args), f"{FRAMES + 3} object masks")
+    # --frames running past the clip's end, and --hand-box (a photo's option)
+    _one_line_error(runner.invoke(app, _clip_args(clip_dir, out, "--frames", f"0:{FRAMES + 5}")), "--frames", "outside")
+    _one_line_error(runner.invoke(app, _clip_args(clip_dir, out, "--hand-box", "1,2,3,4")), "--hand-box")
     # masks of another size
     from PIL import Image
 
@@ -188,7 +198,9 @@ def test_clip_bad_input_one_line_and_nothing_written(tmp_path, clip_dir):
     args = _clip_args(clip_dir, out)
     args[args.index("--keypoints") + 1] = str(kp)
     _one_line_error(runner.invoke(app, args), "hand")
-    # an unreadable video, and an empty one
+    # a video that does not exist, an unreadable one, an empty one
+    _one_line_error(runner.invoke(app, ["reconstruct", str(tmp_path / "nope.mp4"), "--category", "can", "--keypoints", str(kp),
+                                        "--frames", "0:4", "--out", str(out)]), "nope.mp4", "not found")
     bad = tmp_path / "clip.mp4"
     bad.write_bytes(b"not a video at all")
     _one_line_error(runner.invoke(app, ["reconstruct", str(bad), "--category", "can", "--keypoints", str(kp), "--out", str(out)]), "clip.mp4")
@@ -199,3 +211,39 @@ def test_clip_bad_input_one_line_and_nothing_written(tmp_path, clip_dir):
     Image.new("RGB", (32, 32)).save(img)
     _one_line_error(runner.invoke(app, ["reconstruct", str(img), "--category", "can", "--frames", "0:4", "--out", str(out)]), "--frames")
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
+
+
+def test_clip_masks_from_sam_follow_the_previous_box(tmp_path, clip, clip_dir, monkeypatch):
+    """SAM prompted on the first frame by --object-box, then by the previous mask's box; the hand by its keypoints' box."""
+    from hoitool.pipelines import segment
+
+    calls = []
+
+    class FakeSam:
+        def __init__(self, checkpoint, device="cpu"):
+            self.t = -1
+
+        def set_image(self, image):
+            self.t += 1
+
+        def segment(self, box=None, points=None):
+            calls.append((self.t, None if box is None else np.asarray(box, float).round(1).tolist()))
+            m = np.zeros(clip.frames.shape[1:3], bool)
+            if box is not None:
+                x0, y0, x1, y1 = np.clip(np.asarray(box, float), 0, 127).astype(int)
+                m[y0 + 2:y1 - 1, x0 + 2:x1 - 1] = True
+            return m
+
+    monkeypatch.setattr(segment, "SamSegmenter", FakeSam)
+    from hoitool.cli.reconstruct import _sam_clip_masks
+    from hoitool.data.video_inputs import load_clip
+
+    c = load_clip(clip_dir / "frames")
+    kp = np.nan_to_num(clip.keypoints)
+    out = _sam_clip_masks(c, kp, clip.confidence, ["hand", "object"], {}, tmp_path / "sam.pth", "30,30,90,90", None, "cpu")
+    assert out["hand"].shape == out["object"].shape == (FRAMES, 128, 128)
+    assert len(calls) == 2 * FRAMES  # per frame: the hand, then the object
+    assert calls[1] == (0, [30.0, 30.0, 90.0, 90.0])  # first frame: the user's prompt
+    # next frame: the previous object mask's box (pixels 32..88) padded by 10 % of its side
+    assert calls[3] == (1, [26.4, 26.4, 93.6, 93.6])
+    assert not (out["hand"] & out["object"]).any()  # the hand is cut out of the object

@@ -9,6 +9,8 @@ import typer
 
 from hoitool.cli.common import progress_bar, setup_logging, summary, user_errors
 
+#: The most frames one clip reconstruction takes (every frame is rendered at each mask iteration).
+MAX_CLIP_FRAMES = 300
 CLIP_KEYPOINT_HELP = ("a JSON list with one entry per frame (21 points, or null when the hand is not seen), "
                      "{\"frames\": {\"<frame number or stem>\": 21 points}}, a folder of OpenPose JSON files, or a (T, 21, 2|3) .npy.")
 KEYPOINT_HELP = ("21 hand keypoints in OpenPose order, image pixels: JSON (a list of 21 pairs u, v or triples u, v, "
@@ -43,6 +45,8 @@ def reconstruct(
     no_prior: bool = typer.Option(False, "--no-prior", help="Clip: no score distillation from the G-HOP prior (the ablation)."),
     prior_model: Optional[Path] = typer.Option(None, "--model", help="Clip: G-HOP prior (run folder or .pt; default: the shipped one)."),
     steps: int = typer.Option(200, "--steps", min=0, help="Clip: object iterations (alternating masks and prior)."),
+    max_side: int = typer.Option(960, "--max-side", min=64, help="Clip: frames larger than this (pixels, longer side) are shrunk "
+                                                                  "on loading; masks, keypoints and --focal refer to the original size."),
     video_format: str = typer.Option("mp4", "--video-format", help="Clip: mp4 or gif for the overlay and turntable."),
     save_stages: bool = typer.Option(False, "--save-stages", help="Also write every stage's meshes, parameters and renders under stages/."),
     seed: int = typer.Option(0, "--seed"),
@@ -63,11 +67,13 @@ def reconstruct(
     with user_errors():
         from hoitool.data.video_inputs import is_video_input
 
-        if image.exists() and is_video_input(image):
+        if is_video_input(image):
+            if hand_box is not None:
+                raise InputError("--hand-box applies to a photo; in a clip the hand's SAM boxes come from its keypoints")
             return reconstruct_clip_cmd(image, out=out, object_mesh=object_mesh, category=category, hand_masks=hand_mask,
                                         object_masks=object_mask, keypoints=keypoints, detect=detect, sam_checkpoint=sam_checkpoint,
                                         object_box=object_box, object_point=object_point, focal=focal, side=side, scale=scale,
-                                        frames=frames, no_prior=no_prior, prior_model=prior_model, steps=steps,
+                                        frames=frames, no_prior=no_prior, prior_model=prior_model, steps=steps, max_side=max_side,
                                         video_format=video_format, save_stages=save_stages, seed=seed, device=device)
         if frames is not None:
             raise InputError(f"--frames applies to a clip (a video or a folder of frames), and {image} is an image")
@@ -184,7 +190,7 @@ def run_reconstruction(img, hand_mask, object_mask, uv, conf, out: Path, *, obje
 
 
 def reconstruct_clip_cmd(path: Path, *, out, object_mesh, category, hand_masks, object_masks, keypoints, detect, sam_checkpoint,
-                         object_box, object_point, focal, side, scale, frames, no_prior, prior_model, steps, video_format,
+                         object_box, object_point, focal, side, scale, frames, no_prior, prior_model, steps, max_side, video_format,
                          save_stages, seed, device) -> None:
     """`hoitool reconstruct CLIP`: validate the clip's inputs, run the video pipeline, write the outputs atomically."""
     import time
@@ -219,8 +225,12 @@ def reconstruct_clip_cmd(path: Path, *, out, object_mesh, category, hand_masks, 
     out = out or Path(f"recon_{path.stem}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} already exists and is not empty: choose another --out or delete it")
-    clip = vi.load_clip(path, frames)
+    clip = vi.load_clip(path, frames, max_side=max_side)
     T, H, W = clip.frames.shape[:3]
+    if T > MAX_CLIP_FRAMES:
+        step = -(-T // MAX_CLIP_FRAMES)
+        raise InputError(f"{T} frames selected: at most {MAX_CLIP_FRAMES} per run (the object stage renders every frame); "
+                         f"pick fewer with --frames START:STOP:STEP, e.g. --frames ::{step}")
     if detect:
         from hoitool.hand.detect import detect_keypoints
 
@@ -253,7 +263,8 @@ def reconstruct_clip_cmd(path: Path, *, out, object_mesh, category, hand_masks, 
         from hoitool.prior.checkpoint import load_prior
 
         prior = load_prior(prior_model, device=resolve_device(device))
-    camera = Camera.default(W, H, focal)
+    Wo, Ho = clip.original_size
+    camera = Camera.default(W, H, None if focal is None else focal * W / Wo)  # --focal refers to the original frames
     cfg = VideoConfig(side=side, use_prior=not no_prior, steps=steps, seed=seed, device=str(resolve_device(device)))
     inputs = ClipInputs(clip.frames, masks["hand"], masks["object"], np.nan_to_num(uv), conf)
     hand = HandModel(side)
@@ -272,7 +283,8 @@ def reconstruct_clip_cmd(path: Path, *, out, object_mesh, category, hand_masks, 
     if not all(np.isfinite(v) for v in m.values()):
         raise InputError("the reconstruction diverged (NaN): check that the masks and keypoints belong to this clip")
     seconds = round(time.time() - t0, 2)
-    extra = {"input": str(path), "frames_used": len(clip.indices), "object_mesh": name,
+    extra = {"input": str(path), "frames_used": len(clip.indices), "frame_indices": list(clip.indices),
+             "frame_size": [W, H], "original_frame_size": [Wo, Ho], "object_mesh": name,
              "template": "metric mesh" if template else f"category {name}", "prior": None if no_prior else str(prior.source),
              "seconds": seconds, "seconds_per_stage": {k: round(v.seconds, 2) for k, v in result.stages.items()}}
     with staged_folder(out) as tmp:
@@ -314,16 +326,17 @@ def _sam_clip_masks(clip, uv, conf, missing, given, checkpoint, object_box, obje
                         continue
                     m = sam.segment(box=box)
                 else:
-                    if t == 0:
-                        m = sam.segment(box=parse_box(object_box, "--object-box") if object_box else None,
-                                        points=[parse_point(p) for p in object_point or []])
+                    if t == 0:  # the prompts are in pixels of the original frames
+                        sx, sy = clip.scale
+                        m = sam.segment(box=parse_box(object_box, "--object-box") * [sx, sy, sx, sy] if object_box else None,
+                                        points=[parse_point(p) * [sx, sy] for p in object_point or []])
                     elif "object" in prev:
                         m = sam.segment(box=prev["object"])
                     else:
                         continue
                 if m.any():
                     ys, xs = np.nonzero(m)
-                    pad = 0.1 * max(xs.ptp(), ys.ptp(), 4)
+                    pad = 0.1 * max(np.ptp(xs), np.ptp(ys), 4)
                     prev[what] = np.array([xs.min() - pad, ys.min() - pad, xs.max() + pad, ys.max() + pad])
                 out[what][t] = m
             if "object" in out:  # SAM keeps the fingers on the object: remove the hand

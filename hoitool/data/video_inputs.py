@@ -175,6 +175,9 @@ def parse_frames(spec: str | None) -> tuple[int, int | None, int]:
 def _select(spec: str | None, total: int) -> list[int]:
     """Indices of the whole clip's frames (0..total-1) that --frames `spec` selects, or InputError."""
     start, stop, step = parse_frames(spec)
+    for name, v, limit in (("START", start, total - 1), ("STOP", stop, total)):
+        if v is not None and (v > limit or v < -total):
+            raise InputError(f"--frames {spec}: {name} {v} is outside the clip, which has {total} frames (0-{total - 1})")
     picked = list(range(*slice(start, stop, step).indices(total)))
     if not picked:
         span = f" (0-{total - 1})" if total else ""
@@ -418,6 +421,9 @@ def load_mask_folder(folder: str | os.PathLike, clip: Clip, what: str) -> np.nda
         raise InputError(f"{what} mask folder not found: {folder} (pass a folder with one mask image per frame)")
     files = [p for p in folder.iterdir()
              if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in MASK_SUFFIXES]
+    if len(files) > clip.total:
+        raise InputError(f"{folder} holds {len(files)} {what} masks but the clip has {clip.total} frames: "
+                         "is it the mask folder of another clip? Keep one mask per frame")
     if not files:
         raise InputError(f"{what} mask folder {folder} holds no mask images: put one PNG per frame in it")
     matched = _match_files(files, clip, lambda p: p.stem, False, f"{what} mask", folder)

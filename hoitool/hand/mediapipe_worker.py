@@ -44,13 +44,14 @@ NUM_KEYPOINTS = 21
 
 
 def to_pixels(normalised: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Normalised landmarks (..., 2 or 3) -> pixels (..., 2): u = x * W, v = y * H.
+    """Normalised landmarks (..., 2 or 3) -> pixels (..., 2): u = x * W - 0.5, v = y * H - 0.5.
 
-    MediaPipe's x and y are fractions of the image width and height from the top-left corner;
-    z (if given) is dropped.
+    MediaPipe's x and y are fractions of the image width and height from the top-left corner
+    of the image (0 and 1 are its outer edges); hoitool puts pixel centres at integers, so the
+    first pixel's centre (x = 0.5 / W) is u = 0. z (if given) is dropped.
     """
     p = np.asarray(normalised, dtype=np.float64)[..., :2]
-    return (p * np.array([width, height], dtype=np.float64)).astype(np.float32)
+    return (p * np.array([width, height], dtype=np.float64) - 0.5).astype(np.float32)
 
 
 def is_right(mediapipe_label: str, mirrored: bool = False) -> bool:

@@ -17,8 +17,10 @@ Stages (each kept in `VideoResult.stages`):
    G-HOP does: (a) object masks of every frame (occlusion-aware: pixels where the hand mask
    hides the object are ignored), hand-object contact and penetration, temporal smoothness of
    the poses; (b) eikonal regularity of the grid plus score distillation (SDS) from the prior
-   on the hand-centric interaction grid of `sds_frames` frames (`--no-prior`: (b) keeps only
-   the eikonal term).
+   on the interaction grid of `sds_frames` frames (`--no-prior`: (b) keeps only the
+   regularity terms, so both runs have the same data steps). The hand stays as stage 1 left
+   it: its skeletal field conditions the prior's query, and only the object channel is
+   distilled (G-HOP also refines the hand with its masks and the hand channel).
 
 The object is rendered by marching rays through the grid: a pixel's soft silhouette is
 sigmoid(-min distance along its ray / (sigma x pixel footprint)); only rays through the
@@ -107,8 +109,10 @@ class VideoConfig:
     the clip fit starts the others from the interpolation of these (each fit costs ~2-5 s)."""
     smooth_steps: int = 120
     """Adam steps of the clip's hand fit."""
-    w_joint_accel: float = 50.0
-    """3D joint acceleration (cm per frame^2, squared) of the clip's hand fit (G-HOP: 50)."""
+    w_joint_accel: float = 0.5
+    """Mean squared 3D keypoint acceleration (cm per frame^2) of the clip's hand fit, against the
+    keypoint term (mean squared reprojection error in units of the hand's 2D size x 100).
+    G-HOP weights its temporal joint term 50 on its own scale."""
     init_rotations: int = 400
     init_refine_steps: int = 60
     steps: int = 200
@@ -135,6 +139,9 @@ class VideoConfig:
     w_scale: float = 0.05
     """(log object scale)^2: the category template's size is only typical."""
     w_sds: float = 100.0
+    """Score distillation (w(t) x multi-scale MSE of the object channel, [-1, 1] units). G-HOP
+    uses 5000 on its own loss scale, over 15,000 iterations; here 200 iterations, tuned on 2 clips
+    (cup, bottle) between 20, 100 and 300."""
     sds_frames: int = 2
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     seed: int = 0
@@ -244,7 +251,7 @@ def fit_clip_hand(hand: HandModel, inputs: ClipInputs, camera: Camera, cfg: Vide
         j = out.keypoints * 100  # cm
         accel = ((j[2:] - 2 * j[1:-1] + j[:-2]) ** 2).sum(-1).mean() if T > 2 else j.new_zeros(())
         reg = 2e-3 * (q ** 2).sum((1, 2)).mean() + prior.limit_violation(hp).mean() + 1e-2 * (betas ** 2).sum()
-        loss = data + cfg.w_joint_accel * accel * 0.01 + reg
+        loss = data + cfg.w_joint_accel * accel + reg
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -363,7 +370,7 @@ class ObjectModel(torch.nn.Module):
         v = v - 1.0  # [i, j, k] = (x_i, y_j, z_k) on linspace(-1, 1)
         oTu = np.linalg.inv(self.uTo.cpu().double().numpy())
         v_o = v @ oTu[:3, :3].T + oTu[:3, 3]
-        m = trimesh.Trimesh(v_o * float(self.log_s.exp()), f[:, ::-1], process=True)
+        m = trimesh.Trimesh(v_o * float(self.log_s.exp()), f, process=True)  # outward faces: negative inside
         parts = m.split(only_watertight=False)
         if len(parts) > 1:  # keep the largest piece: specks of the grid are not the object
             m = max(parts, key=lambda p: len(p.faces))
@@ -465,7 +472,8 @@ def key_frame(inputs: ClipInputs, have: np.ndarray) -> int:
 def initial_object(hand: HandModel, inputs: ClipInputs, camera: Camera, mesh: trimesh.Trimesh, template: bool,
                    k: int, cfg: VideoConfig) -> np.ndarray:
     """hTo (4, 4) similarity: the template placed by the single-image pipeline on frame k,
-    relative to that frame's fitted hand (the hand's scale about the camera is undone)."""
+    relative to the hand that pipeline fitted on frame k (its scale about the camera undone);
+    the clip's hands then carry it to every frame."""
     rc = ReconstructConfig(side=cfg.side, rotations=cfg.init_rotations, refine_steps=cfg.init_refine_steps, top_k=2,
                            seed=cfg.seed, device=cfg.device)
     res = reconstruct_image(inputs.frame(k), mesh, camera, rc, template=template, hand=hand)
@@ -495,7 +503,7 @@ def optimise_object(obj: ObjectModel, hnd: _Hand, crops: _Crops, cfg: VideoConfi
     for it in range(cfg.steps):
         uTc = obj.uTc(hnd.cTh)
         terms = {}
-        if it % 2 == 0 or prior is None:
+        if it % 2 == 0:
             sil = render_silhouettes(obj, crops, uTc, mask_frames, cfg.sigma, cfg.ray_samples)
             terms["mask"] = cfg.w_mask * _mask_loss(sil, crops.obj[mask_frames], crops.valid[mask_frames]).mean()
             d = obj.sdf_c(hnd.verts, uTc) * 100  # cm
@@ -508,7 +516,7 @@ def optimise_object(obj: ObjectModel, hnd: _Hand, crops: _Crops, cfg: VideoConfi
                 terms["temporal"] = cfg.w_temporal * (((dr[1:] - dr[:-1]) ** 2).sum(-1).mean() + ((dt[1:] - dt[:-1]) ** 2).sum(-1).mean())
             terms["delta"] = cfg.w_delta * ((obj.d_rot ** 2).sum(-1).mean() + ((obj.d_t / 0.05) ** 2).sum(-1).mean())
             terms["scale"] = cfg.w_scale * obj.log_s ** 2
-        if it % 2 == 1 or prior is None:
+        else:
             eik, lap = obj.regularity()
             terms["eikonal"] = cfg.w_eikonal * eik
             terms["laplacian"] = cfg.w_laplacian * lap
