@@ -119,15 +119,52 @@ def test_object_stage_explains_the_masks_better_than_the_start(clip, right_hand)
     assert np.abs(hTo[:, :3, 3] - hTo[:1, :3, 3]).max() < 0.01
 
 
+def test_silhouettes_do_not_depend_on_which_frames_are_rendered_together():
+    S, f = 48, 50.0
+    cam = Camera(f, f, (S - 1) / 2, (S - 1) / 2, S, S)
+    T = 3
+    inputs = ClipInputs(np.zeros((T, S, S, 3), np.uint8), np.zeros((T, S, S), bool), np.zeros((T, S, S), bool),
+                        np.zeros((T, 21, 2)), np.zeros((T, 21)))
+    crops = _Crops(inputs, cam, S, torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    box = np.abs(grid_points(24)).reshape(24, 24, 24, 3) - np.array([0.6, 0.3, 0.4])  # a box: not symmetric under rotation
+    grid = (np.linalg.norm(np.maximum(box, 0), axis=-1) + np.minimum(box.max(-1), 0)).astype(np.float32)
+    hTo = np.eye(4)
+    hTo[:3, :3] = 0.08 * np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))[0]
+    uTo = np.diag([1.2, 1.2, 1.2, 1.0])
+    obj = ObjectModel(grid, uTo, hTo, T)
+    cTh = torch.eye(4).repeat(T, 1, 1)
+    cTh[:, :3, 3] = torch.tensor([0.0, 0.0, 0.5]) + 0.03 * torch.randn(T, 3, generator=g)
+    with torch.no_grad():
+        uTc = obj.uTc(cTh)
+        together = render_silhouettes(obj, crops, uTc, torch.tensor([2, 0, 1]), 0.5, 24)
+        for i, t in enumerate([2, 0, 1]):
+            alone = render_silhouettes(obj, crops, uTc, torch.tensor([t]), 0.5, 24)[0]
+            assert torch.allclose(together[i], alone, atol=1e-6)
+    assert together.sum() > 20
+
+
 @pytest.mark.slow
-def test_reconstruct_clip_end_to_end_with_the_prior(tmp_path, clip, clip_dir):
+def test_reconstruct_clip_end_to_end_with_the_prior(tmp_path, clip, clip_dir, monkeypatch):
+    """The whole command on a folder of frames, keypoints from the detector (stood in for by the
+    clip's own keypoints: the real one needs .venv-detect)."""
+    from hoitool.hand import detect
+
+    seen = {}
+
+    def fake_detect(images, side="right", video=False):
+        seen.update(n=len(images), video=video, side=side)
+        return np.nan_to_num(clip.keypoints), clip.confidence
+
+    monkeypatch.setattr(detect, "detect_keypoints", fake_detect)
     info = json.loads((clip_dir / "clip.json").read_text())
     out = tmp_path / "out"
     r = runner.invoke(app, ["reconstruct", str(clip_dir / "frames"), "--hand-masks", str(clip_dir / "hand_masks"),
-                            "--object-masks", str(clip_dir / "object_masks"), "--keypoints", str(clip_dir / "keypoints.json"),
+                            "--object-masks", str(clip_dir / "object_masks"), "--detect",
                             "--category", "can", "--focal", str(info["focal"]), "--steps", "6", "--frames", "0:6",
                             "--video-format", "gif", "--save-stages", "--out", str(out)], catch_exceptions=False)
     assert r.exit_code == 0, r.output
+    assert seen == {"n": FRAMES, "video": True, "side": "right"}
     for f in ("object.obj", "params.json", "losses.jsonl", "overlay.gif", "turntable.gif", "config.yaml"):
         assert (out / f).is_file(), f
     assert sorted(p.name for p in (out / "stages").iterdir()) == ["0_hand", "1_init", "2_object"]
@@ -139,6 +176,7 @@ def test_reconstruct_clip_end_to_end_with_the_prior(tmp_path, clip, clip_dir):
     import trimesh
 
     obj = trimesh.load(out / "object.obj", process=False)
+    assert obj.volume > 0
     f3 = p["frames"][3]
     posed = trimesh.load(out / "meshes" / f"object_{f3['stem']}.obj", process=False)
     cTo = np.array(f3["cTo"])
