@@ -177,6 +177,7 @@ def test_reconstruct_clip_end_to_end_with_the_prior(tmp_path, clip, clip_dir, mo
 
     obj = trimesh.load(out / "object.obj", process=False)
     assert obj.volume > 0
+    assert p["metrics"]["object_iou"] > 0.5  # the object, posed per frame, covers its masks
     f3 = p["frames"][3]
     posed = trimesh.load(out / "meshes" / f"object_{f3['stem']}.obj", process=False)
     cTo = np.array(f3["cTo"])
@@ -226,6 +227,7 @@ def test_clip_bad_input_one_line_and_nothing_written(tmp_path, clip_dir):
     # masks of another size
     from PIL import Image
 
+    args[args.index("--object-masks") + 1] = str(masks)
     for p in masks.iterdir():
         Image.open(p).resize((64, 64)).save(p)
     Image.new("L", (64, 64)).save(masks / f"{FRAMES - 1:05d}.png")
