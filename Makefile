@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: setup setup-detect test test-fast bench bench-prior bench-grasp bench-reconstruct bench-memory hand clean
+.PHONY: setup setup-detect test test-fast bench bench-prior bench-grasp bench-video bench-reconstruct bench-memory hand clean
 
 setup:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,7 @@ bench:
 	$(MAKE) bench-prior
 	$(MAKE) bench-grasp
 	$(MAKE) bench-reconstruct
+	$(MAKE) bench-video
 	$(MAKE) bench-memory
 
 # The G-HOP models: autoencoder reconstruction (IoU, thin-walled IoU, a contact sheet), prior samples
@@ -75,6 +76,12 @@ clean:
 
 # Single-image reconstruction on 50 rendered photographs of held-out grasps: per stage, template vs category,
 # easyhoi vs cao (cao on every 5th image), and seconds per image.
+# Clip reconstruction on 12 rendered clips of held-out grasps (24 frames): with the prior, without, and the
+# single-image pipeline per frame (G-HOP Table 1 metrics); then the time of a 32-frame clip at defaults.
+bench-video:
+	test -f $(HELDOUT)/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 448 --seed 1 --out $(HELDOUT) --no-preview
+	$(BIN)/python scripts/bench_video.py --heldout $(HELDOUT) --clips 12 --frames 24 --eval-every 6 --methods prior,noprior,perframe --out bench_results/bench_video.json
+
 bench-reconstruct:
 	test -f bench_results/heldout/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 224 --seed 1 --out bench_results/heldout --no-preview
 	$(BIN)/python scripts/bench_reconstruct.py --heldout bench_results/heldout --images 50 --cao-every 5 --out bench_results/bench_reconstruct.json

@@ -149,8 +149,8 @@ class VideoConfig:
     """(log object scale)^2: the category template's size is only typical."""
     w_sds: float = 100.0
     """Score distillation (w(t) x multi-scale MSE of the object channel, [-1, 1] units). G-HOP
-    uses 5000 on its own loss scale, over 15,000 iterations; here 200 iterations, tuned on 2 clips
-    (cup, bottle) between 20, 100 and 300."""
+    uses 5000 on its own loss scale, over 15,000 iterations; here 200 iterations. On a 16-frame
+    cup clip (shape changing from the start, lr 0.01) 20 and 100 gave F10 0.82 and 0.84, none 0.79."""
     sds_frames: int = 2
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     seed: int = 0
