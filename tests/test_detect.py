@@ -145,3 +145,31 @@ def test_detector_runs_on_blank_images():
     assert not conf.any() and not kp.any()
     kp, conf = detect.detect_keypoints(np.zeros((4, 32, 32, 3), np.uint8), side="right", video=True)
     assert kp.shape == (4, 21, 2) and not conf.any()
+
+
+def test_reconstruct_detect_that_finds_no_hand_is_one_line(tmp_path, monkeypatch):
+    """`reconstruct IMAGE --detect` and `reconstruct CLIP --detect` when the detector finds no hand of the side."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from hoitool.cli.main import app
+
+    calls = []
+
+    def none_found(images, side="right", video=False):
+        calls.append((len(images), side, video))
+        return np.zeros((len(images), 21, 2), np.float32), np.zeros((len(images), 21), np.float32)
+
+    monkeypatch.setattr(detect, "detect_keypoints", none_found)
+    img = tmp_path / "photo.png"
+    Image.new("RGB", (64, 48), (200, 180, 160)).save(img)
+    r = CliRunner().invoke(app, ["reconstruct", str(img), "--category", "mug", "--detect", "--side", "left", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "no left hand" in r.output and r.output.count("error:") == 1, r.output
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for t in range(3):
+        Image.new("RGB", (64, 48), (t * 40, 0, 0)).save(frames / f"{t:03d}.png")
+    r = CliRunner().invoke(app, ["reconstruct", str(frames), "--category", "mug", "--detect", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "no right hand in any frame" in r.output, r.output
+    assert calls == [(1, "left", False), (3, "right", True)]
+    assert not (tmp_path / "o").exists()
