@@ -11,8 +11,9 @@ Stages (each kept in `VideoResult.stages`):
    clip fit: keypoint reprojection of every frame, pose and shape priors, one shape, and the
    3D joints' acceleration (temporal smoothness), which also fills frames without keypoints.
 2. `init`: the category's template placed by the single-image pipeline (mask fit, contact
-   alignment, refinement) on the frame where the object shows most; its pose relative to that
-   frame's hand starts every frame.
+   alignment, refinement) on `init_frames` frames (the object's largest mask first); each pose
+   relative to that frame's hand is carried to every frame, and the one whose silhouettes best
+   match all the object masks is kept.
 3. `object`: the shape grid, the scale and the per-frame poses, alternating iterations as
    G-HOP does: (a) object masks of every frame (occlusion-aware: pixels where the hand mask
    hides the object are ignored), hand-object contact and penetration, temporal smoothness of
@@ -122,6 +123,10 @@ class VideoConfig:
     """Mean squared 3D keypoint acceleration (cm per frame^2) of the clip's hand fit, against the
     keypoint term (mean squared reprojection error in units of the hand's 2D size x 100).
     G-HOP weights its temporal joint term 50 on its own scale."""
+    init_frames: int = 3
+    """Frames the single-image pipeline places the template on (the largest object mask, then
+    the largest of each further part of the clip); the start whose pose relative to the hand best
+    explains every frame's object mask is kept."""
     init_rotations: int = 400
     init_refine_steps: int = 60
     steps: int = 200
@@ -491,8 +496,30 @@ def _hand_state(hand: HandModel, params: HandParams) -> _Hand:
 # -- stage 2: initial object from the key frame ----------------------------------------------------
 def key_frame(inputs: ClipInputs, have: np.ndarray) -> int:
     """The frame with a hand fit whose object mask is largest."""
+    return key_frames(inputs, have, 1)[0]
+
+
+def key_frames(inputs: ClipInputs, have: np.ndarray, n: int) -> list[int]:
+    """Up to n frames for the initial object: the largest object mask among frames with keypoints
+    first, then the largest of each further equal part of the clip (different views)."""
     area = inputs.object_masks.reshape(inputs.num_frames, -1).sum(1) * have
-    return int(np.argmax(area))
+    first = int(np.argmax(area))
+    picked = [first]
+    for part in np.array_split(np.arange(inputs.num_frames), n):
+        if len(picked) == n or not len(part) or first in part:
+            continue
+        best = int(part[np.argmax(area[part])])
+        if area[best] > 0:
+            picked.append(best)
+    return picked
+
+
+@torch.no_grad()
+def clip_mask_iou(obj: "ObjectModel", hnd: "_Hand", crops: "_Crops", cfg: VideoConfig) -> float:
+    """Mean (over frames showing the object) soft IoU of the object's silhouettes with its masks."""
+    frames = torch.nonzero(crops.has_object)[:, 0]
+    sil = render_silhouettes(obj, crops, obj.uTc(hnd.cTh), frames, cfg.sigma, cfg.ray_samples)
+    return float(soft_iou(sil, crops.obj[frames], crops.valid[frames]).mean())
 
 
 def initial_object(hand: HandModel, inputs: ClipInputs, camera: Camera, mesh: trimesh.Trimesh, template: bool,
@@ -618,11 +645,16 @@ def reconstruct_clip(inputs: ClipInputs, mesh: trimesh.Trimesh, camera: Camera, 
     # 2. initial object from the key frame
     t1 = time.perf_counter()
     tick("init", 0, 1)
-    k = key_frame(inputs, have)
-    hTo = initial_object(hand, inputs, camera, mesh, template, k, cfg)
     grid, uTo = canonical_sdf(mesh, cfg.grid_res, truncation_m=None)
-    obj = ObjectModel(grid, uTo, hTo, T, cfg.shape_res).to(dev)
-    tick("init", 1, 1)
+    best = None
+    candidates = key_frames(inputs, have, cfg.init_frames)
+    for n, k in enumerate(candidates):  # the single-image start of each, kept if it explains the whole clip best
+        cand = ObjectModel(grid, uTo, initial_object(hand, inputs, camera, mesh, template, k, cfg), T, cfg.shape_res).to(dev)
+        iou = clip_mask_iou(cand, hnd, crops, cfg)
+        if best is None or iou > best[0]:
+            best = (iou, k, cand)
+        tick("init", n + 1, len(candidates))
+    _, k, obj = best
     m_init = clip_metrics(obj, hnd, crops, cfg)
     mesh0 = obj.mesh()
     # the hand stage has no object yet: it is shown with the initial one
