@@ -36,6 +36,7 @@ import torch
 import trimesh
 from scipy.spatial.transform import Rotation
 
+from hoitool.data.synthetic.images import random_camera
 from hoitool.geometry.camera import Camera
 from hoitool.hand.model import HandModel, HandParams
 from hoitool.render.offscreen import HAND_COLOR, OBJECT_COLOR, RenderMesh, render_camera
@@ -106,25 +107,8 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 
 
 def _start_pose(centre: np.ndarray, radius: float, size: int, rng: np.random.Generator, fov_deg, fill) -> tuple[Camera, np.ndarray]:
-    """A camera and object pose cTo looking at `centre` (object frame) from a random direction
-    with a random roll, the bounding sphere filling `fill` of the half image (as random_view)."""
-    fov = np.radians(rng.uniform(*fov_deg))
-    f = size / (2 * np.tan(fov / 2))
-    cam = Camera(f, f, (size - 1) / 2, (size - 1) / 2, size, size)
-    dist = radius / np.tan(fov / 2) / rng.uniform(*fill)
-    d = rng.normal(size=3)
-    d /= np.linalg.norm(d)
-    z = -d
-    up = rng.normal(size=3)
-    x = np.cross(up, z)
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    R_oc = np.stack([x, y, z], 1)  # columns: camera axes in o
-    eye = centre + d * dist
-    cTo = np.eye(4)
-    cTo[:3, :3] = R_oc.T
-    cTo[:3, 3] = -R_oc.T @ eye
-    return cam, cTo
+    """A camera and object pose cTo looking at `centre` from a random direction (random_view's draw)."""
+    return random_camera(centre, radius, size, rng, fov_deg, fill)
 
 
 def _trajectory(cTo0: np.ndarray, centre_c: np.ndarray, frames: int, angle: float, axis: np.ndarray, shift: np.ndarray) -> np.ndarray:

@@ -46,6 +46,28 @@ def params_to_camera(hand: HandModel, params: HandParams, cTo: np.ndarray) -> Ha
     return HandParams(go, params.hand_pose.clone(), params.betas.clone(), transl, params.side)
 
 
+def random_camera(centre: np.ndarray, radius: float, size: int, rng: np.random.Generator, fov_deg, fill) -> tuple[Camera, np.ndarray]:
+    """A square camera and the pose cTo (object frame -> camera) looking at `centre` from a random
+    direction with a random roll, the bounding sphere (radius) filling `fill` of the half image."""
+    fov = np.radians(rng.uniform(*fov_deg))
+    f = size / (2 * np.tan(fov / 2))
+    cam = Camera(f, f, (size - 1) / 2, (size - 1) / 2, size, size)
+    dist = radius / np.tan(fov / 2) / rng.uniform(*fill)
+    d = rng.normal(size=3)
+    d /= np.linalg.norm(d)
+    z = -d  # camera frame: z from the camera to the centre, random roll
+    up = rng.normal(size=3)
+    x = np.cross(up, z)
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    R_oc = np.stack([x, y, z], 1)  # columns: camera axes in o
+    eye = centre + d * dist
+    cTo = np.eye(4)
+    cTo[:3, :3] = R_oc.T
+    cTo[:3, 3] = -R_oc.T @ eye
+    return cam, cTo
+
+
 def random_view(hand: HandModel, mesh: trimesh.Trimesh, params_o: HandParams, rng: np.random.Generator, size: int = 320,
                 fov_deg: tuple[float, float] = (35.0, 60.0), fill: tuple[float, float] = (0.45, 0.7), keypoint_noise_px: float = 2.0,
                 min_pixels: int = 150, tries: int = 20) -> SyntheticView:
@@ -57,23 +79,7 @@ def random_view(hand: HandModel, mesh: trimesh.Trimesh, params_o: HandParams, rn
     centre = (pts.max(0) + pts.min(0)) / 2
     radius = np.linalg.norm(pts - centre, axis=1).max()
     for _ in range(tries):
-        fov = np.radians(rng.uniform(*fov_deg))
-        f = size / (2 * np.tan(fov / 2))
-        cam = Camera(f, f, (size - 1) / 2, (size - 1) / 2, size, size)
-        dist = radius / np.tan(fov / 2) / rng.uniform(*fill)
-        d = rng.normal(size=3)
-        d /= np.linalg.norm(d)
-        # camera frame: z from the camera to the centre, random roll
-        z = -d
-        up = rng.normal(size=3)
-        x = np.cross(up, z)
-        x /= np.linalg.norm(x)
-        y = np.cross(z, x)
-        R_oc = np.stack([x, y, z], 1)  # columns: camera axes in o
-        eye = centre + d * dist
-        cTo = np.eye(4)
-        cTo[:3, :3] = R_oc.T
-        cTo[:3, 3] = -R_oc.T @ eye
+        cam, cTo = random_camera(centre, radius, size, rng, fov_deg, fill)
         hv = hv_o @ cTo[:3, :3].T + cTo[:3, 3]
         ov = np.asarray(mesh.vertices) @ cTo[:3, :3].T + cTo[:3, 3]
         r = render_camera([RenderMesh(hv, hand.faces.cpu().numpy(), HAND_COLOR), RenderMesh(ov, mesh.faces, OBJECT_COLOR)], cam)
