@@ -9,6 +9,7 @@ from hoitool.cli.grasp import evaluate_app, grasp, rank
 from hoitool.cli.prepare_data import prepare_data
 from hoitool.cli.reconstruct import reconstruct
 from hoitool.cli.sample import sample
+from hoitool.cli.twohands import evaluate_twohands_cmd, twohands
 from hoitool.cli.train import app as train_app
 from hoitool.cli.view import view
 
@@ -28,6 +29,8 @@ app.command("grasp")(grasp)
 app.command("rank")(rank)
 app.add_typer(evaluate_app, name="evaluate")
 app.command("reconstruct")(reconstruct)
+app.command("twohands")(twohands)
+evaluate_app.command("twohands")(evaluate_twohands_cmd)
 app.command("view")(view)
 
 

@@ -15,6 +15,7 @@ def prepare_data(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (re-running with the same options resumes)."),
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="JSONL manifest of HOI records (see README, 'Manifest format')."),
     synthetic: int = typer.Option(0, "--synthetic", help="Generate this many records of the procedural synthetic corpus instead."),
+    two_hands: int = typer.Option(0, "--two-hands", min=0, help="Generate this many two-hand interactions (hand-hand and bimanual grasps) instead."),
     categories: Optional[str] = typer.Option(None, "--categories", help="Synthetic categories, comma-separated (default: all 14)."),
     grasps_per_object: Optional[int] = typer.Option(None, "--grasps-per-object", min=1, help="Synthetic grasps planned per object [default: 8]."),
     scale: Optional[float] = typer.Option(None, "--scale", help="Multiply manifest mesh coordinates by this (0.001 for millimetres) [default: 1]."),
@@ -32,6 +33,14 @@ def prepare_data(
 
     setup_logging(verbose)
     with user_errors():
+        from hoitool.twohands.records import manifest_is_twohand
+
+        if two_hands > 0 or (manifest is not None and manifest_is_twohand(manifest)):
+            given = [n for n, v in (("--synthetic", synthetic or None), ("--categories", categories), ("--grasps-per-object", grasps_per_object)) if v is not None]
+            if given:
+                raise InputError(f"{', '.join(given)} cannot be combined with two-hand data: drop {'them' if len(given) > 1 else 'it'}")
+            _prepare_twohands(out, manifest, two_hands, scale, workers, seed, no_preview, mano_dir, dry_run)
+            return
         # options of the other mode would be ignored yet look as if they did something: refused
         if manifest is not None:
             given = [n for n, v in (("--seed", seed), ("--categories", categories), ("--grasps-per-object", grasps_per_object)) if v is not None]
@@ -72,3 +81,36 @@ def prepare_data(
             lines.append(f"warning: {len(nothing)} record(s) touch nothing (no finger or palm within the contact distance), "
                          f"e.g. {', '.join(map(str, nothing[:3]))}")
         summary("prepare-data", res.written, lines)
+
+
+def _prepare_twohands(out, manifest, two_hands, scale, workers, seed, no_preview, mano_dir, dry_run) -> None:
+    from hoitool.errors import InputError
+    from hoitool.twohands.prepare import TwoHandPrepareConfig, check_config, prepare_twohands
+    from hoitool.utils.config import dump_yaml
+
+    if manifest is not None and two_hands:
+        raise InputError("give either --manifest FILE or --two-hands N, not both")
+    if manifest is None and scale is not None:
+        raise InputError("--scale applies to --manifest meshes only: drop it with --two-hands")
+    if manifest is not None and seed is not None:
+        raise InputError("--seed applies to --two-hands only: drop it with --manifest")
+    cfg = TwoHandPrepareConfig(out=out, two_hands=two_hands, manifest=manifest, scale=1.0 if scale is None else scale,
+                               workers=workers, seed=0 if seed is None else seed, preview=not no_preview,
+                               mano_dir=str(mano_dir) if mano_dir else None)
+    if dry_run:
+        console.print(plain(dump_yaml(cfg)))
+        return
+    check_config(cfg)
+    what = f"{two_hands} two-hand interactions" if two_hands else f"two-hand manifest {manifest}"
+    with progress_bar(f"preparing {what}") as update:
+        res = prepare_twohands(cfg, progress=update)
+    s = res.stats
+    lines = [f"{res.records} two-hand records ({s.get('with_object', 0)} with an object) in {res.seconds:.0f} s",
+             "types: " + ", ".join(f"{k} {v}" for k, v in s.get("types", {}).items())]
+    if s.get("acceptance_rate") is not None:
+        lines.append(f"planner: {s['accepted']} of {s['candidates']} candidates passed the gates ({100 * s['acceptance_rate']:.0f} %)")
+    if "penetration_volume_cm3" in s:
+        lines.append(f"hand-hand penetration: mean {s['penetration_volume_cm3']['mean']:.3f} cm^3, max {s['penetration_volume_cm3']['max']:.3f} cm^3")
+    if two_hands and res.records < two_hands:
+        lines.append(f"warning: {res.records} records, not the {two_hands} asked for: the planner found too few (see stats.json)")
+    summary("prepare-data", res.written, lines)

@@ -1,4 +1,4 @@
-"""`hoitool train vqvae|ghop`: the G-HOP models on a prepared folder.
+"""`hoitool train vqvae|ghop|twohands|twohand-features`: the G-HOP models on a prepared folder.
 
 Multi-process (DDP; gloo on CPU, nccl on CUDA), same options:
     torchrun --nproc_per_node 2 -m hoitool train vqvae --data DATA --out RUN
@@ -170,3 +170,77 @@ def train_ghop(
         with _train_progress("ghop") as update:
             res = train(task, cfg, update)
         _report("ghop", res, cfg)
+
+
+@app.command("twohands")
+def train_twohands(
+    data: Path = typer.Option(..., "--data", help="Prepared two-hand folder (hoitool prepare-data --two-hands N, or a two-hand manifest)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
+    steps: int = typer.Option(4000, "--steps", min=1, help="Optimiser steps in all."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Global batch (split over torchrun processes)."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (cosine decay to lr/10)."),
+    joint: bool = typer.Option(False, "--joint", help="One network over both hands at once (the non-cascaded ablation)."),
+    width: int = typer.Option(384, "--width", min=16, help="Width of the fully connected stack."),
+    token_dim: int = typer.Option(96, "--token-dim", min=8, help="Token width (a multiple of 4)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N."),
+    resume: str = typer.Option("auto", "--resume", help=RESUME_HELP),
+    seed: int = typer.Option(0, "--seed"),
+    checkpoint_every: int = typer.Option(500, "--checkpoint-every", min=1, help="Steps between checkpoints."),
+    log_every: int = typer.Option(50, "--log-every", min=1, help="Steps between metrics.jsonl / tensorboard entries."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved options and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Train the two-hand diffusion model (InterHandGen): cascaded anchor / conditional stages sharing one network,
+    x0 prediction, an object encoder when the data has objects."""
+    from hoitool.errors import InputError
+    from hoitool.train.loop import train
+    from hoitool.train.tasks import TwoHandOptions, TwoHandTask
+    from hoitool.utils.config import dump_yaml
+
+    setup_logging(verbose)
+    with user_errors():
+        if token_dim % 4:
+            raise InputError(f"--token-dim must be a multiple of 4 (the attention heads), got {token_dim}")
+        opts = TwoHandOptions(joint=joint, width=width, token_dim=token_dim)
+        cfg = _train_config(out, steps, batch_size, lr, device, resume, seed, checkpoint_every, log_every, grad_clip=4.0)
+        if dry_run:
+            console.print(plain(dump_yaml({"train": cfg, "options": opts, "data": str(data)})))
+            return
+        task = TwoHandTask(data, opts)
+        with _train_progress("twohands") as update:
+            res = train(task, cfg, update)
+        _report("twohands", res, cfg)
+
+
+@app.command("twohand-features")
+def train_twohand_features(
+    data: Path = typer.Option(..., "--data", help="Prepared two-hand folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
+    steps: int = typer.Option(3000, "--steps", min=1, help="Optimiser steps in all."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Global batch."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (cosine decay to lr/10)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N."),
+    resume: str = typer.Option("auto", "--resume", help=RESUME_HELP),
+    seed: int = typer.Option(0, "--seed"),
+    checkpoint_every: int = typer.Option(500, "--checkpoint-every", min=1, help="Steps between checkpoints."),
+    log_every: int = typer.Option(50, "--log-every", min=1, help="Steps between metrics.jsonl / tensorboard entries."),
+    mano_dir: Optional[Path] = typer.Option(None, "--mano-dir", help="MANO folder, when it moved since prepare-data."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved options and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Train the feature network of hoitool evaluate twohands (FHID, KHID, precision, recall): a PointNet++ that
+    regresses both hands' parameters from their point cloud."""
+    from hoitool.train.loop import train
+    from hoitool.train.tasks import TwoHandFeatureTask
+    from hoitool.utils.config import dump_yaml
+
+    setup_logging(verbose)
+    with user_errors():
+        cfg = _train_config(out, steps, batch_size, lr, device, resume, seed, checkpoint_every, log_every)
+        if dry_run:
+            console.print(plain(dump_yaml({"train": cfg, "data": str(data)})))
+            return
+        task = TwoHandFeatureTask(data, mano_dir)
+        with _train_progress("twohand-features") as update:
+            res = train(task, cfg, update)
+        _report("twohand-features", res, cfg)

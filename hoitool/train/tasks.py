@@ -341,3 +341,179 @@ class GHOPTask:
                 "normaliser": self.norm.state(), "text_encoder": self.opts.text_encoder,
                 "text_embeddings": self.embeddings, "categories": self.categories, "data": str(self.data_root),
                 "hand": self.hand.source}
+
+
+@dataclass
+class TwoHandOptions:
+    """Options of the two-hand task besides the network's sizes."""
+
+    joint: bool = False
+    """One network over both hands at once (the ablation) instead of the cascade."""
+    width: int = 384
+    token_dim: int = 96
+    object_points: int = 256
+    """Object surface points fed to the encoder per sample (drawn from the prepared 1024)."""
+    rotate_objects: bool = True
+    """Turn object records about the vertical (z) axis at random (hands with them)."""
+
+
+class TwoHandTask:
+    """x0-prediction MSE on normalised two-hand vectors (InterHandGen).
+
+    Cascaded: every batch trains both stages, the anchor with the null condition and the second
+    hand conditioned on the clean anchor (condition dropout 0.5, as InterHandGen). Object records
+    condition both on a PointNet++ feature of their points; records without one use the null
+    object token. Joint: one pass over [x_a | x_b]."""
+
+    name = "twohands"
+
+    def __init__(self, data: str | Path, options: TwoHandOptions | None = None):
+        from hoitool.twohands.model import TwoHandSchedule, train_scheduler
+        from hoitool.twohands.params import VectorNormaliser
+        from hoitool.twohands.prepare import read_prepared
+
+        self.data_root = Path(data)
+        self.opts = options or TwoHandOptions()
+        arr = read_prepared(data)
+        self.xa = torch.as_tensor(arr["xa"], dtype=torch.float32)
+        self.xb = torch.as_tensor(arr["xb"], dtype=torch.float32)
+        self.obj = torch.as_tensor(arr["object"], dtype=torch.long)
+        self.points = torch.as_tensor(arr["object_points"], dtype=torch.float32)
+        self.type_names = [str(n) for n in arr["type_names"]]
+        self.has_objects = bool((self.obj >= 0).any())
+        self.norm = VectorNormaliser.fit(self.xa, self.xb)
+        self.schedule = TwoHandSchedule()
+        self.scheduler = train_scheduler(self.schedule)
+        self.hand_source = _prepared_hand_source(self.data_root)
+
+    def config(self) -> dict:
+        return {"data": str(self.data_root), "options": asdict(self.opts), "schedule": asdict(self.schedule),
+                "records": len(self.xa), "with_object": int((self.obj >= 0).sum())}
+
+    def build(self, device: torch.device) -> nn.Module:
+        from hoitool.twohands.model import TwoHandDiffusion, default_encoder, default_net
+
+        enc = default_encoder() if self.has_objects else None
+        net = default_net(self.opts.joint, enc.feature_dim if enc else 0, self.opts.width, self.opts.token_dim)
+        return TwoHandDiffusion(net, enc, self.norm, self.schedule, self.opts.joint, self.opts.object_points)
+
+    def size(self) -> int:
+        return len(self.xa)
+
+    def _batch(self, idx: torch.Tensor, gens: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        from hoitool.twohands.params import rotate_reference
+
+        xa, xb = self.xa[idx].clone(), self.xb[idx]
+        oid = self.obj[idx]
+        has = oid >= 0
+        pts = None
+        if self.has_objects:
+            P = self.opts.object_points
+            sel = torch.stack([torch.randperm(self.points.shape[1], generator=g)[:P] for g in gens])
+            pts = torch.zeros(len(idx), P, 3)
+            if has.any():
+                pts[has] = torch.gather(self.points[oid[has]], 1, sel[has][..., None].expand(-1, -1, 3))
+            if self.opts.rotate_objects and has.any():
+                ang = torch.tensor([float(torch.rand(1, generator=g)) * 2 * math.pi for g in gens])
+                c, s = torch.cos(ang), torch.sin(ang)
+                Q = torch.zeros(len(idx), 3, 3)
+                Q[:, 0, 0], Q[:, 0, 1], Q[:, 1, 0], Q[:, 1, 1], Q[:, 2, 2] = c, -s, s, c, 1.0
+                Q[~has] = torch.eye(3)
+                xa = rotate_reference(xa, Q)
+                pts = pts @ Q.transpose(1, 2)
+        return self.norm.norm_a(xa), self.norm.norm_b(xb), pts, has
+
+    def loss(self, model, idx, keys, device):
+        from hoitool.twohands.params import DIM
+
+        gens = [torch_generator(*k, "twohands") for k in keys]
+        idx = torch.as_tensor(idx)
+        za, zb, pts, has = self._batch(idx, gens)
+        T = self.schedule.num_train_timesteps
+        B = len(idx)
+        ta = torch.tensor([int(torch.randint(T, (1,), generator=g)) for g in gens])
+        tb = torch.tensor([int(torch.randint(T, (1,), generator=g)) for g in gens])
+        na = torch.stack([torch.randn(DIM, generator=g) for g in gens])
+        nb = torch.stack([torch.randn(DIM, generator=g) for g in gens])
+        pts = pts.to(device) if pts is not None else None
+        has = has.to(device)
+        if self.opts.joint:
+            z = torch.cat([za, zb], 1)
+            zt = self.scheduler.add_noise(z, torch.cat([na, nb], 1), ta)
+            out = model(zt.to(device), ta.to(device), points=pts, obj_mask=has)
+            mse = (out - z.to(device)).square().mean()
+            return mse, {"mse": mse.item()}
+        x = torch.cat([self.scheduler.add_noise(za, na, ta), self.scheduler.add_noise(zb, nb, tb)]).to(device)
+        t = torch.cat([ta, tb]).to(device)
+        cond = torch.cat([torch.zeros_like(za), za]).to(device)
+        mask = torch.cat([torch.zeros(B, dtype=torch.bool), torch.ones(B, dtype=torch.bool)]).to(device)
+        out = model(x, t, cond=cond, cond_mask=mask, points=None if pts is None else torch.cat([pts, pts]),
+                    obj_mask=torch.cat([has, has]))
+        err = (out - torch.cat([za, zb]).to(device)).square().mean(1)
+        la, lb = err[:B].mean(), err[B:].mean()
+        return (la + lb) / 2, {"mse_anchor": la.item(), "mse_second": lb.item()}
+
+    def export(self, model: nn.Module) -> dict:
+        m = model.module if hasattr(model, "module") else model
+        return {"config": m.config(), "normaliser": self.norm.state(), "data": str(self.data_root),
+                "hand": self.hand_source, "type_names": self.type_names}
+
+
+def _prepared_hand_source(root: Path) -> dict | None:
+    import yaml
+
+    p = root / "config.yaml"
+    return (yaml.safe_load(p.read_text()) or {}).get("hand") if p.exists() else None
+
+
+class TwoHandFeatureTask:
+    """Regression of both hands' normalised vectors from their point cloud (the FHID feature
+    network; see hoitool.twohands.features)."""
+
+    name = "twohands_features"
+
+    def __init__(self, data: str | Path, mano_dir: str | Path | None = None):
+        from hoitool.twohands.params import VectorNormaliser
+        from hoitool.twohands.prepare import read_prepared
+        from hoitool.twohands.features import canonical
+
+        self.data_root = Path(data)
+        arr = read_prepared(data)
+        self.xa = torch.as_tensor(arr["xa"], dtype=torch.float32)
+        self.xb = torch.as_tensor(arr["xb"], dtype=torch.float32)
+        self.norm = VectorNormaliser.fit(canonical(self.xa), self.xb)
+        src = _prepared_hand_source(self.data_root) or {}
+        self.mano_dir = mano_dir if mano_dir is not None else src.get("mano_dir")
+        self.hands = {s: HandModel(s, self.mano_dir) for s in ("right", "left")}
+        self.hand_source = src
+
+    def config(self) -> dict:
+        return {"data": str(self.data_root), "records": len(self.xa)}
+
+    def build(self, device: torch.device) -> nn.Module:
+        from hoitool.hand.subset import even_subset
+        from hoitool.twohands.features import POINTS_PER_HAND, TwoHandFeatures, feature_config
+
+        ids = {s: torch.as_tensor(even_subset(h, POINTS_PER_HAND)) for s, h in self.hands.items()}
+        return TwoHandFeatures(feature_config(), self.norm, ids)
+
+    def size(self) -> int:
+        return len(self.xa)
+
+    def loss(self, model, idx, keys, device):
+        from hoitool.twohands.features import pair_clouds
+
+        m = model.module if hasattr(model, "module") else model
+        idx = torch.as_tensor(idx)
+        g = torch_generator(*keys[0], "features")
+        hands = {s: h.to(device) for s, h in self.hands.items()}
+        with torch.no_grad():
+            pts, lab = pair_clouds(hands, self.xa[idx].to(device), self.xb[idx].to(device), generator=g)
+        target = m.target(self.xa[idx].to(device), self.xb[idx].to(device))
+        mse = (model(pts, lab) - target).square().mean()
+        return mse, {"mse": mse.item()}
+
+    def export(self, model: nn.Module) -> dict:
+        m = model.module if hasattr(model, "module") else model
+        return {"config": asdict(m.net.config), "normaliser": self.norm.state(), "data": str(self.data_root),
+                "hand": self.hand_source}

@@ -1,0 +1,144 @@
+"""`hoitool evaluate twohands`: plausibility, diversity and distribution metrics of generated pairs.
+
+Per sample (the first `physical_max`): intersection volume of the two closed hand meshes (cm^3),
+the deepest vertex inside the other hand (cm), the distance between the hands; proximity = the
+hands within 2 cm (InterHandGen's proximity ratio), contact = within 5 mm. With an object: each
+hand's intersection volume with the object and whether either hand is within 5 mm of it.
+In the feature space of the shipped feature network (hoitool.twohands.features): diversity (mean
+L2 over 200 random pairs) and, against a reference prepared folder, FHID, KHID (cubic polynomial
+kernel, x1000 as reported), precision and recall (k = 5, on up to 1000 of each).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from hoitool.errors import InputError
+from hoitool.hand.model import HandModel, HandParams
+
+KHID_SCALE = 1000.0
+
+
+@dataclass
+class TwoHandSamples:
+    xa: torch.Tensor
+    xb: torch.Tensor
+    right: HandParams
+    left: HandParams
+    object_mesh: str | None = None
+    object_scale: float = 1.0
+
+
+def read_samples(folder: str | Path) -> TwoHandSamples:
+    folder = Path(folder)
+    p = folder / "samples.npz" if folder.is_dir() else folder
+    if not p.is_file():
+        raise InputError(f"{folder} has no samples.npz: pass a folder written by hoitool twohands")
+    try:
+        z = dict(np.load(p, allow_pickle=False))
+    except Exception as e:  # noqa: BLE001
+        raise InputError(f"{p} is unreadable ({type(e).__name__}): pass a folder written by hoitool twohands") from None
+    need = ["xa", "xb"] + [f"{s}_{k}" for s in ("right", "left") for k in HandParams.TENSORS]
+    missing = [k for k in need if k not in z]
+    if missing:
+        raise InputError(f"{p} is not a two-hand sample file (missing {', '.join(missing[:3])}): pass a folder written by hoitool twohands")
+    xa, xb = torch.as_tensor(z["xa"]), torch.as_tensor(z["xb"])
+    if not (torch.isfinite(xa).all() and torch.isfinite(xb).all()):
+        raise InputError(f"{p} holds NaN or infinite parameters: sample again")
+    hand = lambda s: HandParams.from_numpy({k: z[f"{s}_{k}"] for k in HandParams.TENSORS}, side=s)  # noqa: E731
+    mesh = str(z["object_mesh"]) if "object_mesh" in z else None
+    return TwoHandSamples(xa, xb, hand("right"), hand("left"), mesh, float(z.get("object_scale", 1.0)))
+
+
+def _summary(values: np.ndarray) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "median": float(np.median(v)), "max": float(v.max())} if len(v) else {}
+
+
+def physical_metrics(hands: dict[str, HandModel], right: HandParams, left: HandParams, object_mesh=None,
+                     progress: Callable[[int, int], None] | None = None, chunk: int = 64) -> dict[str, np.ndarray]:
+    from hoitool.metrics.twohands import intersection_volume_cm3, mesh_distance_m, pair_metrics
+
+    fr, fl = hands["right"].faces.numpy(), hands["left"].faces.numpy()
+    out: dict[str, list] = {}
+    n = right.batch_size
+    for s in range(0, n, chunk):
+        with torch.no_grad():
+            vr = hands["right"](right[s:s + chunk]).vertices.numpy()
+            vl = hands["left"](left[s:s + chunk]).vertices.numpy()
+        m = pair_metrics(vr, fr, vl, fl)
+        for k, v in m.items():
+            out.setdefault(k, []).append(v)
+        if object_mesh is not None:
+            ov, of = np.asarray(object_mesh.vertices), np.asarray(object_mesh.faces)
+            for i in range(len(vr)):
+                vols = [intersection_volume_cm3(v[i], f, ov, of) for v, f in ((vr, fr), (vl, fl))]
+                dists = [mesh_distance_m(v[i], f, ov, of) for v, f in ((vr, fr), (vl, fl))]
+                out.setdefault("object_penetration_cm3", []).append([sum(vols)])
+                out.setdefault("object_contact", []).append([min(dists) < 0.005])
+                out.setdefault("object_both_hands_contact", []).append([max(dists) < 0.005])
+        if progress:
+            progress(min(n, s + chunk), n)
+    return {k: np.concatenate([np.asarray(x).reshape(-1) for x in v]) for k, v in out.items()}
+
+
+def evaluate_twohands(folder: str | Path, reference: str | Path | None = None, feature_model: str | Path | None = None,
+                      physical_max: int = 1000, distribution_max: int = 10000, mano_dir: str | None = None, seed: int = 0,
+                      progress: Callable[[int, int], None] | None = None) -> dict:
+    from hoitool.metrics.generative import diversity, frechet_distance, kernel_distance, precision_recall
+    from hoitool.twohands.checkpoint import load_feature_model
+
+    smp = read_samples(folder)
+    hands = {s: HandModel(s, mano_dir) for s in ("right", "left")}
+    obj = None
+    if smp.object_mesh:
+        from hoitool.geometry.mesh import load_mesh
+
+        if not Path(smp.object_mesh).is_file():
+            raise InputError(f"the samples' object mesh {smp.object_mesh} is missing: the hand-object metrics need it")
+        obj, _ = load_mesh(smp.object_mesh, smp.object_scale)
+    n = smp.right.batch_size
+    k = min(n, physical_max)
+    phys = physical_metrics(hands, smp.right[:k], smp.left[:k], obj, progress)
+    res = {"samples": n, "physical_on": k,
+           "penetration_volume_cm3": _summary(phys["penetration_volume_cm3"]),
+           "penetration_depth_cm": _summary(phys["penetration_depth_cm"]),
+           "distance_cm": _summary(phys["distance_cm"]),
+           "proximity_ratio": float(phys["proximity"].mean()), "contact_ratio": float(phys["contact"].mean())}
+    if obj is not None:
+        res["object_penetration_cm3"] = _summary(phys["object_penetration_cm3"])
+        res["object_contact_ratio"] = float(phys["object_contact"].mean())
+        res["object_both_hands_contact_ratio"] = float(phys["object_both_hands_contact"].mean())
+    fm = load_feature_model(feature_model)
+    res["feature_model"] = fm.source
+    m = min(n, distribution_max)
+    feats = fm.features(hands, smp.xa[:m], smp.xb[:m]).double().numpy()
+    if m >= 2:
+        res["diversity"] = diversity(feats, pairs=200, seed=seed)
+    if reference is not None:
+        from hoitool.twohands.prepare import read_prepared
+
+        arr = read_prepared(reference)
+        ra, rb = torch.as_tensor(arr["xa"]), torch.as_tensor(arr["xb"])
+        rng = np.random.default_rng(seed)
+        sel = np.sort(rng.permutation(len(ra))[:distribution_max])
+        ref = fm.features(hands, ra[sel], rb[sel]).double().numpy()
+        if m < 6 or len(ref) < 6:
+            raise InputError(f"distribution metrics need at least 6 samples on each side (have {m} and {len(ref)}): sample more")
+        res["reference"] = str(reference)
+        res["reference_records"] = int(len(ref))
+        res["fhid"] = frechet_distance(ref, feats)
+        kid, kid_std = kernel_distance(ref, feats, seed=seed)
+        res["khid_x1000"] = KHID_SCALE * kid
+        res["khid_std_x1000"] = KHID_SCALE * kid_std
+        a = rng.permutation(len(ref))[:1000]
+        b = rng.permutation(m)[:1000]
+        p, r = precision_recall(ref[a], feats[b], k=5)
+        res["precision"], res["recall"] = p, r
+        res["reference_diversity"] = diversity(ref, pairs=200, seed=seed)
+    return res
