@@ -84,12 +84,12 @@ def doctor(
         from hoitool.assets import asset_dir
 
         t.add_row("assets", plain(asset_dir()))
-        from hoitool.prior.checkpoint import default_model_path
+        from hoitool.utils.modelfile import MAKERS, default_model_path
 
-        for kind in ("vqvae", "ghop"):
+        for kind in ("vqvae", "ghop", "twohands", "twohands_features"):
             p = default_model_path(kind)
             t.add_row(f"default {kind} model", plain(f"{p.name} ({p.stat().st_size / 2**20:.1f} MB)") if p.exists()
-                      else "[yellow]missing[/]: python scripts/train_default_prior.py --install")
+                      else f"[yellow]missing[/]: python {MAKERS[kind]} --install")
         if no_render:
             t.add_row("headless rendering", "skipped")
         else:

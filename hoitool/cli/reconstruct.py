@@ -13,6 +13,8 @@ from hoitool.cli.common import progress_bar, setup_logging, summary, user_errors
 MAX_CLIP_FRAMES = 300
 CLIP_KEYPOINT_HELP = ("a JSON list with one entry per frame (21 points, or null when the hand is not seen), "
                      "{\"frames\": {\"<frame number or stem>\": 21 points}}, a folder of OpenPose JSON files, or a (T, 21, 2|3) .npy.")
+from hoitool.data.image_inputs import TWO_HAND_KEYPOINT_HELP  # noqa: E402 - numpy only
+
 KEYPOINT_HELP = ("21 hand keypoints in OpenPose order, image pixels: JSON (a list of 21 pairs u, v or triples u, v, "
                  "confidence; an object with that list under 'keypoints'; or an OpenPose result), .npy, .txt or .csv.")
 
@@ -27,7 +29,10 @@ def reconstruct(
                                              help="Mask of the visible hand (white = hand), the image's size; for a clip, a folder "
                                                   "with one mask per frame (matched by file stem or frame number)."),
     object_mask: Optional[Path] = typer.Option(None, "--object-mask", "--object-masks", help="Mask(s) of the visible object, as --hand-mask."),
-    keypoints: Optional[Path] = typer.Option(None, "--keypoints", "-k", help=KEYPOINT_HELP + " For a clip: " + CLIP_KEYPOINT_HELP),
+    keypoints: Optional[Path] = typer.Option(None, "--keypoints", "-k", help=KEYPOINT_HELP + " For a clip: " + CLIP_KEYPOINT_HELP
+                                             + " With --two-hands: " + TWO_HAND_KEYPOINT_HELP),
+    two_hands: bool = typer.Option(False, "--two-hands", help="Reconstruct both hands (no object) from one image's keypoints of both "
+                                                              "hands (--keypoints), with the two-hand diffusion prior as a regulariser."),
     detect: bool = typer.Option(False, "--detect", help="Detect the 2D hand keypoints with the offline MediaPipe detector (`make setup-detect`)."),
     sam_checkpoint: Optional[Path] = typer.Option(None, "--sam-checkpoint", help="Segment Anything checkpoint (local .pth) to make the masks not given as files "
                                                   "(a clip: prompted on its first frame, then each frame by the previous mask's box)."),
@@ -42,9 +47,11 @@ def reconstruct(
     top_k: int = typer.Option(3, "--top-k", min=1, help="Image: object pose hypotheses refined; the best is kept."),
     refine_steps: int = typer.Option(150, "--refine-steps", min=0, help="Image: refinement (or joint optimisation) iterations."),
     frames: Optional[str] = typer.Option(None, "--frames", help="Clip: the frames to use, A:B:STEP (0-based, B excluded), e.g. 0:64:2."),
-    no_prior: bool = typer.Option(False, "--no-prior", help="Clip: no score distillation from the G-HOP prior (the ablation)."),
-    prior_model: Optional[Path] = typer.Option(None, "--model", help="Clip: G-HOP prior (run folder or .pt; default: the shipped one)."),
-    steps: int = typer.Option(200, "--steps", min=0, help="Clip: object iterations (alternating masks and prior)."),
+    no_prior: bool = typer.Option(False, "--no-prior", help="Clip / --two-hands: no score distillation from the prior (the ablation)."),
+    prior_model: Optional[Path] = typer.Option(None, "--model", help="Clip: G-HOP prior; --two-hands: two-hand model (run folder or .pt; "
+                                                                     "default: the shipped one)."),
+    steps: int = typer.Option(200, "--steps", min=0, help="Clip: object iterations (alternating masks and prior); --two-hands: "
+                                                          "joint refinement steps."),
     max_side: int = typer.Option(960, "--max-side", min=64, help="Clip: frames larger than this (pixels, longer side) are shrunk "
                                                                   "on loading; masks, keypoints and --focal refer to the original size."),
     video_format: str = typer.Option("mp4", "--video-format", help="Clip: mp4 or gif for the overlay and turntable."),
@@ -67,6 +74,23 @@ def reconstruct(
     with user_errors():
         from hoitool.data.video_inputs import is_video_input
 
+        if two_hands:
+            unused = {"--object-mesh": object_mesh, "--category": category, "--hand-mask": hand_mask, "--object-mask": object_mask,
+                      "--detect": detect or None, "--sam-checkpoint": sam_checkpoint, "--hand-box": hand_box,
+                      "--object-box": object_box, "--object-point": object_point or None, "--frames": frames,
+                      "--side": None if side == "right" else side, "--method": None if method == "easyhoi" else method,
+                      "--scale": None if scale == 1.0 else scale, "--rotations": None if rotations == 1000 else rotations,
+                      "--top-k": None if top_k == 3 else top_k, "--refine-steps": None if refine_steps == 150 else refine_steps,
+                      "--max-side": None if max_side == 960 else max_side, "--video-format": None if video_format == "mp4" else video_format}
+            given = [k for k, v in unused.items() if v is not None]
+            if given:
+                one = len(given) == 1
+                raise InputError(f"{', '.join(given)} {'does' if one else 'do'} not apply to --two-hands (both hands from "
+                                 f"keypoints alone, no object): leave {'it' if one else 'them'} out")
+            if is_video_input(image):
+                raise InputError(f"--two-hands reconstructs one image, and {image} is a clip: pass a photo (.jpg, .png)")
+            return reconstruct_two_hands_cmd(image, out=out, keypoints=keypoints, focal=focal, no_prior=no_prior,
+                                             model=prior_model, steps=steps, save_stages=save_stages, seed=seed, device=device)
         if is_video_input(image):
             if hand_box is not None:
                 raise InputError("--hand-box applies to a photo; in a clip the hand's SAM boxes come from its keypoints")
@@ -343,3 +367,63 @@ def _sam_clip_masks(clip, uv, conf, missing, given, checkpoint, object_box, obje
                 out["object"][t] &= ~(out["hand"][t] if "hand" in out else given["hand"][t])
             bar(t + 1, T)
     return out
+
+
+def reconstruct_two_hands_cmd(image: Path, *, out, keypoints, focal, no_prior, model, steps, save_stages, seed, device) -> None:
+    """`hoitool reconstruct IMAGE --two-hands`: validate, fit both hands, write the outputs atomically."""
+    import time
+
+    import numpy as np
+
+    from hoitool.data import image_inputs as ii
+    from hoitool.data.grasps import staged_folder
+    from hoitool.errors import InputError
+    from hoitool.geometry.camera import Camera
+    from hoitool.hand.model import HandModel
+    from hoitool.pipelines.twohand_recon import TwoHandReconConfig, reconstruct_two_hands
+    from hoitool.pipelines.twohand_report import write_outputs
+    from hoitool.train.loop import resolve_device
+    from hoitool.utils.config import save_config, to_dict
+
+    if keypoints is None:
+        raise InputError("--two-hands needs --keypoints FILE with both hands: " + ii.TWO_HAND_KEYPOINT_HELP)
+    if focal is not None and not (np.isfinite(focal) and focal > 0):
+        raise InputError(f"--focal must be a positive number of pixels, got {focal}")
+    if no_prior and model is not None:
+        raise InputError("--model names the two-hand prior, which --no-prior turns off: give one of them")
+    out = out or Path(f"recon_{image.stem}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out} already exists and is not empty: choose another --out or delete it")
+    img = ii.load_image(image)
+    H, W = img.shape[:2]
+    uv, conf = ii.load_two_hand_keypoints(keypoints)
+    for i, s in enumerate(("right", "left")):
+        ii.check_keypoints_in_image(uv[i], conf[i], (H, W), f"{keypoints} ({s} hand)")
+    dev = resolve_device(device)
+    cfg = TwoHandReconConfig(steps=steps, use_prior=not no_prior, seed=seed, device=str(dev))
+    prior = None
+    if not no_prior:
+        from hoitool.twohands.checkpoint import load_twohand_model
+
+        prior = load_twohand_model(model, dev)
+    camera = Camera.default(W, H, focal)
+    hands = {s: HandModel(s) for s in ("right", "left")}
+    t0 = time.time()
+    with progress_bar("reconstructing two hands") as bar:
+        order = {"single": 0, "joint": 1}
+
+        def tick(stage, done, total):
+            bar(order[stage] * 100 + int(100 * done / max(total, 1)), 200)
+
+        result = reconstruct_two_hands(cfg, img, uv, conf, camera, model=prior, progress=tick, hands=hands)
+    seconds = round(time.time() - t0, 2)
+    extra = {"image": str(image), "keypoints": str(keypoints), "seconds": seconds}
+    with staged_folder(out) as tmp:
+        files = write_outputs(tmp, result, hands, img, extra, save_stages)
+        save_config({**to_dict(cfg), "model_file": result.prior}, tmp / "config.yaml")
+    px = result.reprojection_px
+    summary("hoitool reconstruct (two hands)", [out / p.relative_to(tmp) for p in files] + [out / "config.yaml"], [
+        f"prior {'off' if no_prior else result.prior} · {cfg.steps} joint steps · {seconds:.1f} s",
+        f"keypoint error right {px['right']:.1f} px · left {px['left']:.1f} px · "
+        f"penetration term {result.final.losses['penetration']:.3g}",
+    ])

@@ -189,3 +189,43 @@ def keypoint_box(uv: np.ndarray, conf: np.ndarray, shape: tuple[int, int], pad: 
     m = (hi - lo) * pad + 4
     H, W = shape
     return np.array([max(lo[0] - m[0], 0), max(lo[1] - m[1], 0), min(hi[0] + m[0], W - 1), min(hi[1] + m[1], H - 1)], np.float32)
+
+
+TWO_HAND_KEYPOINT_HELP = ('both hands\' 21 keypoints (OpenPose order, image pixels): JSON {"right": [[u, v, c] x 21], '
+                          '"left": [...]} (each as a one-hand list), an OpenPose result with hand_right_keypoints_2d and '
+                          'hand_left_keypoints_2d, or a (2, 21, 2|3) .npy [right, left].')
+
+
+def load_two_hand_keypoints(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """(2, 21, 2) pixels and (2, 21) confidences [right, left] from a two-hand keypoint file
+    (see TWO_HAND_KEYPOINT_HELP); one InputError line naming the hand that is missing or short."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"keypoint file not found: {path}")
+    try:
+        if path.suffix.lower() == ".npy":
+            data = np.load(path, allow_pickle=False)
+        elif path.suffix.lower() == ".json":
+            data = json.loads(path.read_text())
+        else:
+            raise InputError(f"keypoint file {path} must be .json or .npy for two hands: " + TWO_HAND_KEYPOINT_HELP)
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read keypoint file {path}: {e}") from e
+    if isinstance(data, np.ndarray):
+        if data.ndim != 3 or data.shape[:2] != (2, 21) or data.shape[2] not in (2, 3):
+            raise InputError(f"keypoint file {path} holds an array of shape {data.shape}: expected (2, 21, 2|3) [right, left]")
+        hands = {"right": data[0], "left": data[1]}
+    elif isinstance(data, dict) and "people" in data:
+        hands = {s: data for s in ("right", "left")}
+    elif isinstance(data, dict) and ("right" in data or "left" in data):
+        hands = {s: data.get(s) for s in ("right", "left")}
+    else:
+        raise InputError(f"keypoint file {path} holds no two hands: " + TWO_HAND_KEYPOINT_HELP)
+    uv, conf = [], []
+    for side, d in hands.items():
+        if d is None or (isinstance(d, list) and not d):
+            raise InputError(f"keypoint file {path} has no {side} hand: two-hand reconstruction needs both hands' keypoints")
+        u, c = parse_keypoints(d, f"{path} ({side} hand)", side)
+        uv.append(u)
+        conf.append(c)
+    return np.stack(uv), np.stack(conf)

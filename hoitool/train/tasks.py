@@ -447,8 +447,7 @@ class TwoHandTask:
         t = torch.cat([ta, tb]).to(device)
         cond = torch.cat([torch.zeros_like(za), za]).to(device)
         mask = torch.cat([torch.zeros(B, dtype=torch.bool), torch.ones(B, dtype=torch.bool)]).to(device)
-        out = model(x, t, cond=cond, cond_mask=mask, points=None if pts is None else torch.cat([pts, pts]),
-                    obj_mask=torch.cat([has, has]))
+        out = model(x, t, cond=cond, cond_mask=mask, points=pts, obj_mask=has, repeat=2)
         err = (out - torch.cat([za, zb]).to(device)).square().mean(1)
         la, lb = err[:B].mean(), err[B:].mean()
         return (la + lb) / 2, {"mse_anchor": la.item(), "mse_second": lb.item()}

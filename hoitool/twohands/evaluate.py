@@ -90,7 +90,6 @@ def physical_metrics(hands: dict[str, HandModel], right: HandParams, left: HandP
 def evaluate_twohands(folder: str | Path, reference: str | Path | None = None, feature_model: str | Path | None = None,
                       physical_max: int = 1000, distribution_max: int = 10000, mano_dir: str | None = None, seed: int = 0,
                       progress: Callable[[int, int], None] | None = None) -> dict:
-    from hoitool.metrics.generative import diversity, frechet_distance, kernel_distance, precision_recall
     from hoitool.twohands.checkpoint import load_feature_model
 
     smp = read_samples(folder)
@@ -105,40 +104,58 @@ def evaluate_twohands(folder: str | Path, reference: str | Path | None = None, f
     n = smp.right.batch_size
     k = min(n, physical_max)
     phys = physical_metrics(hands, smp.right[:k], smp.left[:k], obj, progress)
-    res = {"samples": n, "physical_on": k,
-           "penetration_volume_cm3": _summary(phys["penetration_volume_cm3"]),
-           "penetration_depth_cm": _summary(phys["penetration_depth_cm"]),
-           "distance_cm": _summary(phys["distance_cm"]),
-           "proximity_ratio": float(phys["proximity"].mean()), "contact_ratio": float(phys["contact"].mean())}
-    if obj is not None:
-        res["object_penetration_cm3"] = _summary(phys["object_penetration_cm3"])
-        res["object_contact_ratio"] = float(phys["object_contact"].mean())
-        res["object_both_hands_contact_ratio"] = float(phys["object_both_hands_contact"].mean())
+    res = {"samples": n, "physical_on": k, **physical_summary(phys)}
     fm = load_feature_model(feature_model)
     res["feature_model"] = fm.source
     m = min(n, distribution_max)
-    feats = fm.features(hands, smp.xa[:m], smp.xb[:m]).double().numpy()
-    if m >= 2:
-        res["diversity"] = diversity(feats, pairs=200, seed=seed)
+    ref = None
     if reference is not None:
         from hoitool.twohands.prepare import read_prepared
 
         arr = read_prepared(reference)
-        ra, rb = torch.as_tensor(arr["xa"]), torch.as_tensor(arr["xb"])
-        rng = np.random.default_rng(seed)
-        sel = np.sort(rng.permutation(len(ra))[:distribution_max])
-        ref = fm.features(hands, ra[sel], rb[sel]).double().numpy()
-        if m < 6 or len(ref) < 6:
-            raise InputError(f"distribution metrics need at least 6 samples on each side (have {m} and {len(ref)}): sample more")
+        ref = (torch.as_tensor(arr["xa"]), torch.as_tensor(arr["xb"]))
         res["reference"] = str(reference)
-        res["reference_records"] = int(len(ref))
-        res["fhid"] = frechet_distance(ref, feats)
-        kid, kid_std = kernel_distance(ref, feats, seed=seed)
-        res["khid_x1000"] = KHID_SCALE * kid
-        res["khid_std_x1000"] = KHID_SCALE * kid_std
-        a = rng.permutation(len(ref))[:1000]
-        b = rng.permutation(m)[:1000]
-        p, r = precision_recall(ref[a], feats[b], k=5)
-        res["precision"], res["recall"] = p, r
-        res["reference_diversity"] = diversity(ref, pairs=200, seed=seed)
+    res.update(distribution_metrics(fm, hands, smp.xa[:m], smp.xb[:m], ref, distribution_max, seed))
+    return res
+
+
+def distribution_metrics(fm, hands: dict[str, HandModel], xa: torch.Tensor, xb: torch.Tensor,
+                         reference: tuple[torch.Tensor, torch.Tensor] | None = None, limit: int = 10000, seed: int = 0) -> dict:
+    """Diversity of samples (x_a, x_b) in the feature space; with reference vectors: FHID, KHID
+    (x1000), precision and recall (k = 5, on up to 1000 of each) and the reference's own diversity."""
+    from hoitool.metrics.generative import diversity, frechet_distance, kernel_distance, precision_recall
+
+    feats = fm.features(hands, xa[:limit], xb[:limit]).double().numpy()
+    out = {}
+    if len(feats) >= 2:
+        out["diversity"] = diversity(feats, pairs=200, seed=seed)
+    if reference is None:
+        return out
+    rng = np.random.default_rng(seed)
+    ra, rb = reference
+    sel = np.sort(rng.permutation(len(ra))[:limit])
+    ref = fm.features(hands, ra[sel], rb[sel]).double().numpy()
+    if len(feats) < 6 or len(ref) < 6:
+        raise InputError(f"distribution metrics need at least 6 samples on each side (have {len(feats)} and {len(ref)}): sample more")
+    out["reference_records"] = int(len(ref))
+    out["fhid"] = frechet_distance(ref, feats)
+    kid, kid_std = kernel_distance(ref, feats, seed=seed)
+    out["khid_x1000"] = KHID_SCALE * kid
+    out["khid_std_x1000"] = KHID_SCALE * kid_std
+    a = rng.permutation(len(ref))[:1000]
+    b = rng.permutation(len(feats))[:1000]
+    out["precision"], out["recall"] = precision_recall(ref[a], feats[b], k=5)
+    out["reference_diversity"] = diversity(ref, pairs=200, seed=seed)
+    return out
+
+
+def physical_summary(phys: dict[str, np.ndarray]) -> dict:
+    res = {"penetration_volume_cm3": _summary(phys["penetration_volume_cm3"]),
+           "penetration_depth_cm": _summary(phys["penetration_depth_cm"]),
+           "distance_cm": _summary(phys["distance_cm"]),
+           "proximity_ratio": float(phys["proximity"].mean()), "contact_ratio": float(phys["contact"].mean())}
+    if "object_penetration_cm3" in phys:
+        res["object_penetration_cm3"] = _summary(phys["object_penetration_cm3"])
+        res["object_contact_ratio"] = float(phys["object_contact"].mean())
+        res["object_both_hands_contact_ratio"] = float(phys["object_both_hands_contact"].mean())
     return res

@@ -97,15 +97,19 @@ class TwoHandDiffusion(nn.Module):
         return self.encoder(points), torch.ones(points.shape[0], dtype=torch.bool, device=points.device)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None, cond_mask: torch.Tensor | None = None,
-                points: torch.Tensor | None = None, obj_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Training forward: x0 (normalised) from x_t, with object points (B, P, 3) encoded here
-        (rows where obj_mask is False get the null object token)."""
+                points: torch.Tensor | None = None, obj_mask: torch.Tensor | None = None, repeat: int = 1) -> torch.Tensor:
+        """Training forward: x0 (normalised) from x_t (B, D). Object points (B / repeat, P, 3) and
+        obj_mask (B / repeat,) are encoded once (only the rows with an object) and tiled `repeat`
+        times; rows without an object get the null object token."""
         obj = None
-        if self.encoder is not None and points is not None:
-            obj = self.encoder(points)
-        elif self.encoder is not None:
-            obj_mask = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-            obj = torch.zeros(x.shape[0], self.net.config.object_dim, device=x.device)
+        if self.encoder is not None:
+            n = x.shape[0] // repeat
+            obj = torch.zeros(n, self.net.config.object_dim, device=x.device, dtype=x.dtype)
+            if obj_mask is None or points is None:
+                obj_mask = torch.zeros(n, dtype=torch.bool, device=x.device)
+            elif obj_mask.any():
+                obj = obj.index_put((obj_mask.nonzero()[:, 0],), self.encoder(points[obj_mask]))
+            obj, obj_mask = obj.repeat(repeat, 1), obj_mask.repeat(repeat)
         return self.net(x, t, cond=cond, cond_mask=cond_mask, obj=obj, obj_mask=obj_mask)
 
     def predict(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None, obj, obj_mask) -> torch.Tensor:

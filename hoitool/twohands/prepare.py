@@ -27,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import trimesh
 
 from hoitool.data.synthetic.twohands import BIMANUAL_OBJECTS, HAND_TYPES, INTERACTION_TYPES, OBJECT_TYPE, TwoHandConfig
 from hoitool.errors import HoiError, InputError
@@ -242,14 +243,12 @@ def vectors_of(records: list[TwoHandRecord], mano_dir: str | None, scale: float 
             mesh, _ = load_mesh(r.object_mesh, r.scale * scale)
             check_object_size(mesh, r.where or r.object_mesh)
             T = _object_frame(mesh)
-            pts, _ = __import__("trimesh").sample.sample_surface(mesh, OBJECT_POINTS, seed=seed)
+            pts, _ = trimesh.sample.sample_surface(mesh, OBJECT_POINTS, seed=seed)
             points.append((pts @ T[:3, :3].T + T[:3, 3]).astype(np.float32))
             frames.append(T)
             objects[r.object_mesh] = len(objects)
         obj_id[i] = objects[r.object_mesh]
-        rTw[i] = frames[obj_id[i]]
-        if scale != 1.0:  # hands are in metres already: only the mesh is scaled
-            pass
+        rTw[i] = frames[obj_id[i]]  # hands are in metres already: --scale scales the meshes only
     right = HandParams.cat([r.hand_params("right") for r in records])
     left = HandParams.cat([r.hand_params("left") for r in records])
     has = torch.as_tensor(obj_id >= 0)
@@ -352,8 +351,8 @@ def prepare_twohands(cfg: TwoHandPrepareConfig, progress: Callable[[int, int], N
             written.append(p)
     save_npz(cfg.out / "twohands.npz", **arrays)  # last: marks the folder complete
     written.append(cfg.out / "twohands.npz")
-    if progress:
-        progress(1, 1) if cfg.manifest else None
+    if cfg.manifest:
+        progress(1, 1)
     return TwoHandPrepareResult(cfg.out, len(records), time.time() - t0, stats, written)
 
 
