@@ -39,7 +39,6 @@ from hoitool.twohands.params import from_vectors, knuckle, transform_params
 from hoitool.twohands.prepare import read_prepared
 from hoitool.utils.seeding import numpy_rng
 
-MODES = ("single", "no_prior", "prior")
 KEYS = ("mpjpe_right_mm", "mpjpe_left_mm", "mpjpe_abs_right_mm", "mpjpe_abs_left_mm", "rel_transl_cm", "rel_rot_deg",
         "penetration_cm3", "reprojection_px", "seconds")
 
@@ -98,7 +97,8 @@ def scores(hands, pred: dict[str, HandParams], gt: dict[str, HandParams]) -> dic
 
 def summarise(rows: list[dict]) -> dict:
     out = {}
-    for mode in MODES + ("truth",):
+    modes = list(dict.fromkeys(r["mode"] for r in rows if r["mode"] != "truth")) + ["truth"]
+    for mode in modes:
         rs = [r for r in rows if r["mode"] == mode]
         if rs:
             out[mode] = {k: {"mean": float(np.mean([r[k] for r in rs])), "median": float(np.median([r[k] for r in rs]))}
@@ -131,7 +131,9 @@ def main() -> None:
     ap.add_argument("--drop", type=int, default=2, help="Keypoints dropped per hand (confidence 0).")
     ap.add_argument("--size", type=int, default=480, help="Image side, pixels.")
     ap.add_argument("--steps", type=int, default=TwoHandReconConfig.steps, help="Joint refinement steps.")
-    ap.add_argument("--w-sds", type=float, default=TwoHandReconConfig.w_sds)
+    ap.add_argument("--w-sds", type=float, nargs="+", default=[TwoHandReconConfig.w_sds],
+                    help="SDS weight(s): one 'prior' mode per value (named prior@W when several).")
+    ap.add_argument("--sds-t", type=float, nargs=2, default=list(TwoHandReconConfig.sds_t), help="SDS timestep range (share of T).")
     ap.add_argument("--no-prior-only", action="store_true", help="Skip the runs with the prior (no model needed).")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
@@ -149,15 +151,22 @@ def main() -> None:
         rng = numpy_rng(args.seed, "bench-twohand", k)
         gt, uv, conf, cam = make_case(hands, pair, rng, args.size, args.noise_px, args.drop)
         rows.append({"case": k, "record": idx, "mode": "truth", **scores(hands, gt, gt)})
-        for mode in ("no_prior",) + (() if model is None else ("prior",)):
-            cfg = TwoHandReconConfig(steps=args.steps, use_prior=mode == "prior", w_sds=args.w_sds, seed=args.seed)
+        single = None
+        runs = [("no_prior", 0.0)] + ([] if model is None else
+                                      [("prior" if len(args.w_sds) == 1 else f"prior@{w:g}", w) for w in args.w_sds])
+        for mode, w in runs:
+            cfg = TwoHandReconConfig(steps=args.steps, use_prior=w > 0 or mode != "no_prior", w_sds=w, sds_t=tuple(args.sds_t), seed=args.seed)
             t0 = time.time()
-            res = reconstruct_two_hands(cfg, None, uv, conf, cam, model=model, hands=hands)
+            res = reconstruct_two_hands(cfg, None, uv, conf, cam, model=model, hands=hands, single=single)
             sec = time.time() - t0
-            if mode == "no_prior":  # the one-hand fits both modes start from
+            if single is None:  # the one-hand fits every mode starts from (their time counts in each mode's seconds)
                 st = res.stages["single"]
-                rows.append({"case": k, "record": idx, "mode": "single", **scores(hands, {"right": st.right, "left": st.left}, gt),
+                single = {"right": st.right, "left": st.left}
+                fit_seconds = st.seconds
+                rows.append({"case": k, "record": idx, "mode": "single", **scores(hands, single, gt),
                              "reprojection_px": float(np.mean(list(st.reprojection_px.values()))), "seconds": st.seconds})
+            else:
+                sec += fit_seconds
             rows.append({"case": k, "record": idx, "mode": mode, **scores(hands, {"right": res.right, "left": res.left}, gt),
                          "reprojection_px": float(np.mean(list(res.reprojection_px.values()))), "seconds": sec})
         done = {r["mode"]: r for r in rows if r["case"] == k}

@@ -75,6 +75,7 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     hands = {s: HandModel(s) for s in ("right", "left")}
     guide = PenetrationGuide(hands["right"], hands["left"])
+    vguide = PenetrationGuide(hands["right"], hands["left"], energy="vertices")
     fm = load_feature_model(args.features)
     arr = read_prepared(args.heldout)
     no_obj = arr["object"] < 0
@@ -95,11 +96,12 @@ def main() -> None:
         log(f"held-out records: {json.dumps({k: corpus[k] for k in ('proximity_ratio', 'contact_ratio', 'diversity')})}")
 
     if "rows" not in skip:
+        settings = [("", guide, 100.0), (" w/o APG", None, 0.0), (" APG w=300", guide, 300.0), (" APG vertices w=7", vguide, 7.0)]
         for name, m in models.items():
-            for pen in (7.0, 0.0):
-                key = f"{name}{'' if pen else ' w/o APG'}"
+            for suffix, g, pen in (settings if name == "cascaded" else settings[:2]):
+                key = name + suffix
                 log(f"row {key}")
-                res["rows"][key] = row(m, hands, guide, fm, ref, args.n, pen, args.seed, args.physical)
+                res["rows"][key] = row(m, hands, g, fm, ref, args.n, pen, args.seed, args.physical)
                 log(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in res["rows"][key].items() if not isinstance(v, dict)}))
 
     if "objects" not in skip and cascaded.has_object:
@@ -116,8 +118,9 @@ def main() -> None:
             entry = {}
             for cond in ("object", "no object"):
                 log(f"object {Path(path).name}: {cond}")
-                entry[cond] = row(cascaded, hands, guide, fm, oref if sel.sum() >= 6 else None, args.per_object, 7.0, args.seed,
+                entry[cond] = row(cascaded, hands, guide, fm, oref if sel.sum() >= 6 else None, args.per_object, 100.0, args.seed,
                                   args.per_object, pts if cond == "object" else None, mesh, oTr)
+                entry[cond].pop("sampling_s", None)
             res["objects"][Path(path).name] = entry
         for cond in ("object", "no object"):
             vals = [e[cond] for e in res["objects"].values()]

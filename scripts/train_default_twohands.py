@@ -48,7 +48,7 @@ def commands(args) -> dict[str, list[str]]:
         "twohands": HOITOOL + ["train", "twohands", "--data", data, "--out", str(Path(args.runs) / "twohands"),
                                "--steps", str(args.steps), "--batch-size", "256", "--device", args.device],
         "features": HOITOOL + ["train", "twohand-features", "--data", data, "--out", str(Path(args.runs) / "features"),
-                               "--steps", str(args.feature_steps), "--batch-size", "64", "--device", args.device],
+                               "--steps", str(args.feature_steps), "--batch-size", "32", "--device", args.device],
     }
 
 
@@ -70,8 +70,8 @@ def main() -> None:
     ap.add_argument("--runs", default="runs/twohands-defaults")
     ap.add_argument("--data", default=None, help="A prepared two-hand folder to reuse.")
     ap.add_argument("--pairs", type=int, default=2400)
-    ap.add_argument("--steps", type=int, default=4000)
-    ap.add_argument("--feature-steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--feature-steps", type=int, default=1500)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--install", action="store_true")

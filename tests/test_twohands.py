@@ -72,6 +72,33 @@ def test_object_reference_frame_and_its_rotation(right_hand, left_hand):
     assert torch.allclose(right_hand(rq).vertices, right_hand(r2).vertices @ Q.transpose(1, 2), atol=1e-5)
 
 
+def test_hand_spheres_lie_inside_the_hand_and_follow_it(right_hand, left_hand):
+    """Sphere centres are inside the posed mesh (winding numbers) for plausible poses, and move
+    with the hand: translating the parameters translates the centres."""
+    from hoitool.hand.spheres import HandSpheres
+    from hoitool.metrics.twohands import _inside
+
+    for hand in (right_hand, left_hand):
+        sp = HandSpheres(hand)
+        p = HandParams.zeros(2, hand.side)
+        p.hand_pose[1] = hand_prior_pose(hand)
+        c, r = sp(p.global_orient, p.hand_pose, p.betas, p.transl)
+        assert (r > 0).all() and r.max() < 0.03
+        with torch.no_grad():
+            v = hand(p).vertices.double().numpy()
+        for b in range(2):
+            assert _inside(c[b].double().numpy(), v[b], hand.faces.numpy()).mean() > 0.95
+        p.transl[:] = torch.tensor([0.1, -0.2, 0.05])
+        c2, _ = sp(p.global_orient, p.hand_pose, p.betas, p.transl)
+        assert torch.allclose(c2 - c, torch.tensor([0.1, -0.2, 0.05]).expand_as(c), atol=1e-6)
+
+
+def hand_prior_pose(hand):
+    from hoitool.hand.prior import PosePrior
+
+    return PosePrior.from_hand(hand).sample(1, torch.Generator().manual_seed(0), closure=torch.tensor([[0.6]]))[0]
+
+
 def test_subset_hand_matches_the_full_model(right_hand, left_hand):
     from hoitool.hand.subset import SubsetHand, even_subset
 
@@ -83,14 +110,15 @@ def test_subset_hand_matches_the_full_model(right_hand, left_hand):
         assert torch.allclose(nrm.norm(dim=-1), torch.ones(3, 100), atol=1e-5)
 
 
-def test_penetration_guidance_separates_overlapping_hands(right_hand, left_hand):
+@pytest.mark.parametrize("energy,step", [("spheres", 20.0), ("vertices", 0.2)])
+def test_penetration_guidance_separates_overlapping_hands(energy, step, right_hand, left_hand):
     """The energy is 0 for hands far apart, positive when one is pushed into the other, and a few
     guided steps on x_b (normalised by identity stats) lower it and reduce the mesh overlap."""
     from hoitool.metrics.twohands import intersection_volume_cm3
     from hoitool.twohands.guidance import PenetrationGuide
     from hoitool.twohands.params import VectorNormaliser
 
-    guide = PenetrationGuide(right_hand, left_hand)
+    guide = PenetrationGuide(right_hand, left_hand, energy=energy)
     norm = VectorNormaliser(torch.zeros(64), torch.ones(64), torch.zeros(64), torch.ones(64))
     r, l = HandParams.zeros(2, "right"), HandParams.zeros(2, "left")
     # left palm facing the right palm, pushed 1 cm into it (row 0) or 10 cm away (row 1)
@@ -102,7 +130,7 @@ def test_penetration_guidance_separates_overlapping_hands(right_hand, left_hand)
     assert e0[1] == 0 and e0[0] > 0
     z = xb.clone()
     for _ in range(20):
-        z = z - 0.2 * guide.gradient(norm, xa, z, "b")
+        z = z - step * guide.gradient(norm, xa, z, "b")
     e1 = guide.energy(xa, z)
     assert e1[0] < 0.5 * e0[0]
     vol = []
@@ -121,7 +149,8 @@ def _tiny_model(joint=False, with_object=False):
     torch.manual_seed(0)
     enc = default_encoder() if with_object else None
     net = default_net(joint, enc.feature_dim if enc else 0, width=32, token_dim=16)
-    m = TwoHandDiffusion(net, enc, VectorNormaliser(torch.zeros(64), 0.1 * torch.ones(64), torch.zeros(64), 0.1 * torch.ones(64)), joint=joint)
+    m = TwoHandDiffusion(net, enc, VectorNormaliser(torch.zeros(64), 0.1 * torch.ones(64), torch.zeros(64), 0.1 * torch.ones(64)), joint=joint,
+                         cond_noise=0.0 if joint else 0.5)
     torch.nn.init.normal_(m.net.out.weight, std=0.05)  # out of its zero init, so outputs depend on inputs
     return m.eval()
 

@@ -176,12 +176,14 @@ def train_ghop(
 def train_twohands(
     data: Path = typer.Option(..., "--data", help="Prepared two-hand folder (hoitool prepare-data --two-hands N, or a two-hand manifest)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
-    steps: int = typer.Option(4000, "--steps", min=1, help="Optimiser steps in all."),
+    steps: int = typer.Option(3000, "--steps", min=1, help="Optimiser steps in all."),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Global batch (split over torchrun processes)."),
     lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (cosine decay to lr/10)."),
     joint: bool = typer.Option(False, "--joint", help="One network over both hands at once (the non-cascaded ablation)."),
     width: int = typer.Option(384, "--width", min=16, help="Width of the fully connected stack."),
     token_dim: int = typer.Option(96, "--token-dim", min=8, help="Token width (a multiple of 4)."),
+    dropout: float = typer.Option(0.1, "--dropout", min=0.0, max=0.9, help="Dropout in the denoiser."),
+    cond_noise: float = typer.Option(1.0, "--cond-noise", min=0.0, help="Conditioning augmentation: noise on the anchor the second hand is conditioned on (normalised units)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N."),
     resume: str = typer.Option("auto", "--resume", help=RESUME_HELP),
     seed: int = typer.Option(0, "--seed"),
@@ -201,7 +203,7 @@ def train_twohands(
     with user_errors():
         if token_dim % 4:
             raise InputError(f"--token-dim must be a multiple of 4 (the attention heads), got {token_dim}")
-        opts = TwoHandOptions(joint=joint, width=width, token_dim=token_dim)
+        opts = TwoHandOptions(joint=joint, width=width, token_dim=token_dim, dropout=dropout, cond_noise=cond_noise)
         cfg = _train_config(out, steps, batch_size, lr, device, resume, seed, checkpoint_every, log_every, grad_clip=4.0)
         if dry_run:
             console.print(plain(dump_yaml({"train": cfg, "options": opts, "data": str(data)})))
@@ -216,8 +218,8 @@ def train_twohands(
 def train_twohand_features(
     data: Path = typer.Option(..., "--data", help="Prepared two-hand folder."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
-    steps: int = typer.Option(3000, "--steps", min=1, help="Optimiser steps in all."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Global batch."),
+    steps: int = typer.Option(1500, "--steps", min=1, help="Optimiser steps in all."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Global batch."),
     lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (cosine decay to lr/10)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N."),
     resume: str = typer.Option("auto", "--resume", help=RESUME_HELP),

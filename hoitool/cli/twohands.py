@@ -17,7 +17,8 @@ def twohands(
     scale: float = typer.Option(1.0, "--scale", help="Multiply the object's coordinates by this (0.001 for millimetres)."),
     seed: int = typer.Option(0, "--seed", help="Sample i depends only on (seed, i)."),
     guidance: float = typer.Option(0.1, "--guidance", min=0.0, help="Classifier-free guidance on the second hand's relative pose (0: none)."),
-    penetration_guidance: float = typer.Option(7.0, "--penetration-guidance", min=0.0, help="Anti-penetration guidance weight."),
+    penetration_guidance: float = typer.Option(100.0, "--penetration-guidance", min=0.0, help="Anti-penetration guidance weight (w_k = w 0.9^(K-1-k))."),
+    penetration_energy: str = typer.Option("spheres", "--penetration-energy", help="spheres (the hands' skeleton spheres) or vertices (InterHandGen's nearest-vertex test; use with a weight near 7-50)."),
     no_penetration_guidance: bool = typer.Option(False, "--no-penetration-guidance", help="Turn anti-penetration guidance off."),
     steps: int = typer.Option(42, "--steps", min=1, max=1000, help="DDIM steps per hand."),
     model: Optional[Path] = typer.Option(None, "--model", help="Run folder or model.pt of hoitool train twohands (default: the shipped model)."),
@@ -41,10 +42,12 @@ def twohands(
             raise InputError(f"{out} already exists and is not empty: choose another --out or delete it")
         if object_mesh is not None and not object_mesh.is_file():
             raise InputError(f"object mesh not found: {object_mesh}")
+        if penetration_energy not in ("spheres", "vertices"):
+            raise InputError(f"--penetration-energy must be spheres or vertices, got {penetration_energy!r}")
         if not (scale > 0):
             raise InputError(f"--scale must be a positive number, got {scale}")
         cfg = TwoHandsConfig(out=out, n=n, seed=seed, steps=steps, guidance=guidance,
-                             penetration=0.0 if no_penetration_guidance else penetration_guidance,
+                             penetration=0.0 if no_penetration_guidance else penetration_guidance, penetration_energy=penetration_energy,
                              object_mesh=object_mesh, scale=scale, model=model, device=device, batch_size=batch_size,
                              meshes_max=meshes_max, sheet=not no_sheet, mano_dir=str(mano_dir) if mano_dir else None)
         if dry_run:

@@ -15,12 +15,14 @@ Everything lives in the camera frame c. Stages (each kept in `TwoHandReconResult
      pixel error (quadratic below `robust_px`, linear above), in units of each hand's 2D size as the
      one-hand fit's, so the two stages agree where nothing else pulls;
    - the one-hand fit's priors: squared anatomical angles, joint limits, squared betas;
-   - the two-hand penetration energy (`hoitool.twohands.guidance.penetration_energy`, on
-     `penetration_vertices` vertices per hand: a sparser set flags touching hands as penetrating);
+   - the two-hand penetration energy (`PenetrationGuide.energy` of the pair's vectors; by default
+     the nearest-vertex test on `penetration_vertices` vertices per hand: a sparser set flags
+     touching hands as penetrating);
    - with the prior, score distillation: the pair as InterHandGen vectors in the right hand's frame
      (`to_vectors`), normalised to z, noised to z_t at t ~ U(sds_t) x T with noise from a generator
      seeded by (seed, step); the model's x0 prediction x0_hat (the anchor unconditional, the left
-     hand conditioned on the current anchor); the term w_sds ||z - sg(x0_hat)||^2 (mean over the
+     hand conditioned on the current anchor, plus the model's conditioning-augmentation noise
+     `cond_noise` when it was trained with one); the term w_sds ||z - sg(x0_hat)||^2 (mean over the
      numbers and the `sds_samples` draws), whose gradient 2 w_sds (z - x0_hat) is the SDS gradient of
      an x0-prediction model (with the weight sqrt(abar / (1 - abar)) of the eps form folded into a
      constant).
@@ -43,7 +45,7 @@ from hoitool.geometry.camera import Camera
 from hoitool.hand.fitting import fit_to_2d_keypoints
 from hoitool.hand.model import HandModel, HandParams
 from hoitool.hand.prior import PosePrior
-from hoitool.twohands.guidance import PenetrationGuide, penetration_energy
+from hoitool.twohands.guidance import PenetrationGuide
 from hoitool.twohands.params import DIM, to_vectors
 from hoitool.utils.seeding import torch_generator
 
@@ -85,11 +87,16 @@ class TwoHandReconConfig:
     """Two-hand penetration energy (about the sum of squared depths, m^2, of the penetrating checked
     vertices; a left hand pushed 1.5 cm into a touching right one scores ~6e-4 on 512 vertices, here
     0.18: as much as a 6 px error on every keypoint of a 150 px hand)."""
+    penetration_energy: str = "vertices"
+    """The guide's energy (hoitool.twohands.guidance.PenetrationGuide): 'vertices' (the nearest-vertex
+    inside test) or 'spheres' (overlap of inscribed skeleton spheres). On 40 held-out touching pairs
+    pushed 0 / 5 / 10 / 15 mm further together, 'vertices' on 512 vertices reads 0.38 / 1.5 / 3.5 /
+    6.7 cm^2 (mean), 'spheres' 0.001 / 0.001 / 0.01 / 0.07 cm^2 (median 0 throughout): the inscribed
+    spheres do not see the shallow overlaps the meshes' penetration volume counts."""
     penetration_vertices: int = 512
-    """Vertices per hand checked for penetration. The nearest-vertex inside test needs them dense:
-    on 128 (the sampling guide's count) touching but disjoint pairs of the synthetic corpus show
-    'penetrations' of 1-4.5 cm, with more energy than the same pairs pushed 1.5 cm into each other;
-    on 300 or more these false alarms nearly vanish (0.2-0.6 cm^2 against 6 cm^2)."""
+    """Vertices per hand of the 'vertices' test. It needs them dense: on 128 (the sampling guide's
+    count) touching but disjoint corpus pairs show 'penetrations' of 1-4.5 cm, with more energy than
+    the same pairs pushed 1.5 cm into each other; on 300 or more these false alarms nearly vanish."""
     w_sds: float = 0.05
     """Score distillation from the two-hand prior (mean squared normalised units)."""
     sds_t: tuple[float, float] = (0.02, 0.5)
@@ -189,15 +196,14 @@ class _Objective:
         # each hand's 2D size (diagonal of its present keypoints' box), as the one-hand fit
         self.size = torch.stack([((uv[i][w[i] > 0].amax(0) - uv[i][w[i] > 0].amin(0)).norm()).clamp_min(1.0) for i in range(2)])
         k = min(cfg.penetration_vertices, *(h.num_vertices for h in hands.values()))
-        guide = PenetrationGuide(hands["right"], hands["left"], vertices=k).to(uv.device)
-        self.subsets = guide.subsets
+        self.guide = PenetrationGuide(hands["right"], hands["left"], vertices=k, energy=cfg.penetration_energy).to(uv.device)
         if model is not None:
             from hoitool.twohands.model import train_scheduler
 
             self.sched = train_scheduler(model.schedule)
             T = model.schedule.num_train_timesteps
-            lo, hi = cfg.sds_t
-            self.t_range = (max(int(round(lo * T)), 0), max(min(int(round(hi * T)), T - 1), max(int(round(lo * T)), 0)))
+            lo = min(int(round(cfg.sds_t[0] * T)), T - 1)
+            self.t_range = (lo, max(min(int(round(cfg.sds_t[1] * T)), T - 1), lo))
             self.obj, self.obj_mask = model.encode_object(None, cfg.sds_samples)
 
     def reprojection(self, kp: torch.Tensor, i: int) -> torch.Tensor:
@@ -208,10 +214,9 @@ class _Objective:
         w = self.w[i]
         return ((w * rho).sum() / w.sum().clamp_min(1) * 100 / self.size[i] ** 2)[None]
 
-    def sds(self, right: HandParams, left: HandParams, gen: torch.Generator) -> torch.Tensor:
-        """(1,) score-distillation term of the pair (see the module doc)."""
+    def sds(self, xa: torch.Tensor, xb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """(1,) score-distillation term of the pair's vectors (1, 64) each (see the module doc)."""
         m, K = self.model, self.cfg.sds_samples
-        xa, xb = to_vectors(self.hands["right"], self.hands["left"], right, left)
         dev = m.norm.mean_a.device
         za, zb = m.norm.norm_a(xa.to(dev)), m.norm.norm_b(xb.to(dev))
         lo, hi = self.t_range
@@ -226,6 +231,9 @@ class _Objective:
                 ea, eb = torch.randn(K, DIM, generator=gen).to(dev), torch.randn(K, DIM, generator=gen).to(dev)
                 ca = za.detach().expand(K, DIM)
                 x0a = m.predict(self.sched.add_noise(ca, ea, t), t, None, self.obj, self.obj_mask)
+                cond_noise = float(getattr(m, "cond_noise", 0.0) or 0.0)
+                if cond_noise:  # the condition carries the noise the second stage was trained with
+                    ca = ca + cond_noise * torch.randn(K, DIM, generator=gen).to(dev)
                 x0b = m.predict(self.sched.add_noise(zb.detach().expand(K, DIM), eb, t), t, ca, self.obj, self.obj_mask)
                 targets = [(za, x0a), (zb, x0b)]
         loss = sum(((z - x0.detach()).square().mean(-1)).mean() for z, x0 in targets)
@@ -234,7 +242,6 @@ class _Objective:
     def terms(self, params: dict[str, HandParams], q: dict[str, torch.Tensor], gen: torch.Generator | None) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         out = {"reprojection": 0.0, "pose": 0.0, "limits": 0.0, "shape": 0.0}
-        pts = {}
         for i, s in enumerate(SIDES):
             p = params[s]
             kp = self.hands[s](p).keypoints
@@ -242,10 +249,11 @@ class _Objective:
             out["pose"] = out["pose"] + cfg.w_pose * q[s].square().sum((1, 2))
             out["limits"] = out["limits"] + cfg.w_limits * self.priors[s].limit_violation(p.hand_pose)
             out["shape"] = out["shape"] + cfg.w_shape * p.betas.square().sum(-1)
-            pts[s] = self.subsets[s](p.global_orient, p.hand_pose, p.betas, p.transl)
-        out["penetration"] = cfg.w_penetration * penetration_energy(*pts["right"], *pts["left"])
+        # the pair as vectors in the right hand's frame: the penetration energy and the prior see the same pair
+        xa, xb = to_vectors(self.hands["right"], self.hands["left"], params["right"], params["left"])
+        out["penetration"] = cfg.w_penetration * self.guide.energy(xa, xb)
         if self.model is not None and gen is not None:
-            out["sds"] = cfg.w_sds * self.sds(params["right"], params["left"], gen)
+            out["sds"] = cfg.w_sds * self.sds(xa, xb, gen)
         return out
 
     def reprojection_px(self, params: dict[str, HandParams]) -> dict[str, float]:
@@ -266,7 +274,8 @@ def _floats(terms: dict[str, torch.Tensor]) -> dict[str, float]:
 
 def reconstruct_two_hands(cfg: TwoHandReconConfig, image: np.ndarray | None, uv, conf, camera: Camera, model=None,
                           progress: Callable[[str, int, int], None] | None = None,
-                          hands: dict[str, HandModel] | None = None) -> TwoHandReconResult:
+                          hands: dict[str, HandModel] | None = None,
+                          single: dict[str, HandParams] | None = None) -> TwoHandReconResult:
     """Both hands in the camera frame from their 2D keypoints.
 
     Args:
@@ -277,6 +286,8 @@ def reconstruct_two_hands(cfg: TwoHandReconConfig, image: np.ndarray | None, uv,
             loads the shipped default.
         progress: callback(stage, done, total).
         hands: {"right": HandModel, "left": HandModel} (default: the default hand models).
+        single: {"right", "left"} one-hand fits (camera frame) to start from instead of stage 1's
+            (e.g. another run's `stages["single"]`: comparisons of settings then share their start).
     Raises:
         InputError: a hand with too few keypoints, a fit that diverged, a model of another hand.
     """
@@ -300,13 +311,16 @@ def reconstruct_two_hands(cfg: TwoHandReconConfig, image: np.ndarray | None, uv,
 
     # 1. each hand alone
     t0 = time.time()
-    single = {}
-    for i, s in enumerate(SIDES):
-        progress("single", i, 2)
-        try:
-            single[s] = fit_to_2d_keypoints(hands[s], uv[i], camera, w[i], iters=cfg.fit_iters, prior=priors[s]).params
-        except ValueError as e:
-            raise InputError(f"the {s} hand: {e}") from None
+    if single is None:
+        single = {}
+        for i, s in enumerate(SIDES):
+            progress("single", i, 2)
+            try:
+                single[s] = fit_to_2d_keypoints(hands[s], uv[i], camera, w[i], iters=cfg.fit_iters, prior=priors[s]).params
+            except ValueError as e:
+                raise InputError(f"the {s} hand: {e}") from None
+    else:
+        single = {s: single[s].detach() for s in SIDES}
     progress("single", 2, 2)
     uv, w = uv.to(dev), w.to(dev)
     obj = _Objective(cfg, hands, priors, camera, uv, w, model)

@@ -35,8 +35,10 @@ class TwoHandsConfig:
     steps: int = 42
     guidance: float = 0.1
     """Classifier-free guidance on the second hand's relative pose (0: none)."""
-    penetration: float = 7.0
+    penetration: float = 100.0
     """Anti-penetration guidance weight (0: none)."""
+    penetration_energy: str = "spheres"
+    """'spheres' (skeleton spheres' overlap) or 'vertices' (InterHandGen's nearest-vertex test)."""
     object_mesh: Path | None = None
     scale: float = 1.0
     model: Path | None = None
@@ -73,6 +75,19 @@ def load_object(path: Path, scale: float):
     return mesh, T, torch.as_tensor(pts @ T[:3, :3].T + T[:3, 3], dtype=torch.float32)
 
 
+def check_hand(model, right: HandModel) -> None:
+    """Refuse a hand model other than the one the two-hand model was trained with (its vectors
+    would mean other shapes and joint positions)."""
+    from hoitool.errors import InputError
+    from hoitool.hand.model import hand_fingerprint
+
+    rec = getattr(model, "hand", None) or {}
+    want = rec.get("fingerprint")
+    if want and want != hand_fingerprint(right):
+        raise InputError(f"{model.source} was trained with {rec.get('source')}, but the hand found now is {right.source}: "
+                         "pass the --mano-dir its data was prepared with")
+
+
 def generate_twohands(cfg: TwoHandsConfig, progress: Callable[[int, int], None] | None = None,
                       model=None) -> TwoHandsResult:
     from hoitool.data.grasps import staged_folder
@@ -95,7 +110,8 @@ def generate_twohands(cfg: TwoHandsConfig, progress: Callable[[int, int], None] 
             raise InputError(f"the model {model.source} was trained without objects: pass --model trained on data with bimanual grasps")
         obj_mesh, T, pts = load_object(Path(cfg.object_mesh), cfg.scale)
     hands = {s: HandModel(s, cfg.mano_dir).to(dev) for s in ("right", "left")}
-    guide = PenetrationGuide(hands["right"], hands["left"]).to(dev) if cfg.penetration > 0 else None
+    check_hand(model, hands["right"])
+    guide = PenetrationGuide(hands["right"], hands["left"], energy=cfg.penetration_energy).to(dev) if cfg.penetration > 0 else None
     ts = time.time()
     xa, xb = sample_vectors(model, cfg.n, cfg.seed, cfg.steps, cfg.guidance, cfg.penetration,
                             None if pts is None else pts.to(dev), guide, cfg.batch_size, progress=progress)

@@ -40,24 +40,42 @@ def penetration_energy(pa: torch.Tensor, na: torch.Tensor, pb: torch.Tensor, nb:
     return total
 
 
-class PenetrationGuide:
-    """Gradient of the two-hand penetration energy with respect to normalised vectors."""
+ENERGIES = ("spheres", "vertices")
 
-    def __init__(self, right: HandModel, left: HandModel, vertices: int = 128):
+
+class PenetrationGuide:
+    """Gradient of a two-hand penetration energy with respect to normalised vectors.
+
+    energy: 'spheres' (default: the overlap of the hands' skeleton spheres, hoitool.hand.spheres)
+    or 'vertices' (InterHandGen's nearest-vertex test on `vertices` evenly spread vertices)."""
+
+    def __init__(self, right: HandModel, left: HandModel, vertices: int = 128, energy: str = "spheres"):
+        if energy not in ENERGIES:
+            raise ValueError(f"energy must be one of {ENERGIES}, got {energy!r}")
+        self.kind = energy
         self.models = {"right": right, "left": left}
-        self.subsets = {s: SubsetHand(h, even_subset(h, vertices)) for s, h in self.models.items()}
+        if energy == "spheres":
+            from hoitool.hand.spheres import HandSpheres
+
+            self.parts = {s: HandSpheres(h) for s, h in self.models.items()}
+        else:
+            self.parts = {s: SubsetHand(h, even_subset(h, vertices)) for s, h in self.models.items()}
 
     def to(self, device):
-        self.subsets = {s: m.to(device) for s, m in self.subsets.items()}
+        self.parts = {s: m.to(device) for s, m in self.parts.items()}
         self.models = {s: m.to(device) for s, m in self.models.items()}
         return self
 
     def energy(self, xa: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
-        """(B,) energy of de-normalised vectors (B, 64)."""
+        """(B,) energy (m^2) of de-normalised vectors (B, 64)."""
         r, l = from_vectors(self.models["right"], self.models["left"], xa, xb)
-        pa, na = self.subsets["right"](r.global_orient, r.hand_pose, r.betas, r.transl)
-        pb, nb = self.subsets["left"](l.global_orient, l.hand_pose, l.betas, l.transl)
-        return penetration_energy(pa, na, pb, nb)
+        a = self.parts["right"](r.global_orient, r.hand_pose, r.betas, r.transl)
+        b = self.parts["left"](l.global_orient, l.hand_pose, l.betas, l.transl)
+        if self.kind == "spheres":
+            from hoitool.hand.spheres import sphere_overlap
+
+            return sphere_overlap(a[0], a[1], b[0], b[1])
+        return penetration_energy(*a, *b)
 
     def gradient(self, norm, za: torch.Tensor, zb: torch.Tensor, wrt: str) -> torch.Tensor:
         """d energy / d z (normalised) for the second hand (wrt='b') or both ('ab', joint models:

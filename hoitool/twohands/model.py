@@ -46,9 +46,9 @@ def sample_scheduler(s: TwoHandSchedule, steps: int):
     return sch
 
 
-def default_net(joint: bool, object_dim: int, width: int = 384, token_dim: int = 96) -> HandDiffConfig:
+def default_net(joint: bool, object_dim: int, width: int = 384, token_dim: int = 96, dropout: float = 0.0) -> HandDiffConfig:
     return HandDiffConfig(dim=2 * DIM if joint else DIM, cond_dim=0 if joint else DIM, object_dim=object_dim,
-                          token_dim=token_dim, width=width)
+                          token_dim=token_dim, width=width, dropout=dropout)
 
 
 def default_encoder() -> PointNet2Config:
@@ -59,7 +59,7 @@ class TwoHandDiffusion(nn.Module):
     """Denoiser (+ object encoder) with the data's normaliser; predictions in normalised units."""
 
     def __init__(self, net: HandDiffConfig, encoder: PointNet2Config | None, norm: VectorNormaliser,
-                 schedule: TwoHandSchedule | None = None, joint: bool = False, object_points: int = 256):
+                 schedule: TwoHandSchedule | None = None, joint: bool = False, object_points: int = 256, cond_noise: float = 0.0):
         super().__init__()
         self.net = HandDiffusionNet(net)
         self.encoder = PointNet2Encoder(encoder) if encoder is not None else None
@@ -67,17 +67,20 @@ class TwoHandDiffusion(nn.Module):
         self.schedule = schedule or TwoHandSchedule()
         self.joint = joint
         self.object_points = object_points
+        self.cond_noise = cond_noise
+        """Noise (normalised units) the second stage's condition was trained with (conditioning augmentation)."""
 
     def config(self) -> dict:
         return {"net": asdict(self.net.config), "encoder": asdict(self.encoder.config) if self.encoder is not None else None,
-                "schedule": asdict(self.schedule), "joint": self.joint, "object_points": self.object_points}
+                "schedule": asdict(self.schedule), "joint": self.joint, "object_points": self.object_points, "cond_noise": self.cond_noise}
 
     @classmethod
     def from_config(cls, d: dict, norm_state: dict) -> "TwoHandDiffusion":
         enc = d.get("encoder")
         m = cls(HandDiffConfig(**d["net"]), PointNet2Config(**{k: tuple(map(tuple, v)) if k == "widths" else (tuple(v) if isinstance(v, list) else v)
                                                               for k, v in enc.items()}) if enc else None,
-                VectorNormaliser.from_state(norm_state), TwoHandSchedule(**d["schedule"]), d["joint"], d.get("object_points", 256))
+                VectorNormaliser.from_state(norm_state), TwoHandSchedule(**d["schedule"]), d["joint"], d.get("object_points", 256),
+                d.get("cond_noise", 0.0))
         return m
 
     @property

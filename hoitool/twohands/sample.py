@@ -21,7 +21,7 @@ from hoitool.utils.seeding import torch_generator
 
 DEFAULT_STEPS = 42
 DEFAULT_GUIDANCE = 0.1
-DEFAULT_PENETRATION = 7.0
+DEFAULT_PENETRATION = 100.0
 
 
 def _noise(seed: int, ids: range, dim: int, stage: str) -> torch.Tensor:
@@ -81,14 +81,16 @@ def sample_vectors(model: TwoHandDiffusion, n: int, seed: int = 0, steps: int = 
             za = _noise(seed, ids, DIM, "anchor").to(dev)
             za = _denoise(model, za, sched, lambda x, t: model.predict(x, t, None, obj, obj_mask), None)
             zb = _noise(seed, ids, DIM, "second").to(dev)
+            # the condition carries the noise the second stage was trained with (conditioning augmentation)
+            za_c = za + model.cond_noise * _noise(seed, ids, DIM, "condition").to(dev) if model.cond_noise else za
             both_obj = None if obj is None else torch.cat([obj, obj])
             both_mask = None if obj_mask is None else torch.cat([obj_mask, obj_mask])
 
             def predict_b(x, t):
                 if guidance == 0:
-                    return model.predict(x, t, za, obj, obj_mask)
+                    return model.predict(x, t, za_c, obj, obj_mask)
                 # the conditional and the unconditional pass in one batch
-                c = model.net(torch.cat([x, x]), torch.cat([t, t]), cond=torch.cat([za, za]),
+                c = model.net(torch.cat([x, x]), torch.cat([t, t]), cond=torch.cat([za_c, za_c]),
                               cond_mask=torch.cat([torch.ones(B, dtype=torch.bool), torch.zeros(B, dtype=torch.bool)]).to(dev),
                               obj=both_obj, obj_mask=both_mask)
                 x0c, x0u = c[:B], c[B:]
