@@ -18,10 +18,20 @@ from hoitool.geometry.transforms import make_transform
 from hoitool.hand.model import HandParams
 from hoitool.hand.prior import PosePrior
 from hoitool.pipelines.twohand_recon import TwoHandReconConfig, reconstruct_two_hands
-from hoitool.twohands.params import knuckle, transform_params
+from hoitool.twohands.params import transform_params
 
 runner = CliRunner()
 W, H = 320, 240
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Batch-1 hand fits are many tiny ops: a second intra-op thread gains nothing, and on a busy
+    machine its spin-waits made these tests several times slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _pair_in_camera(right_hand, left_hand):

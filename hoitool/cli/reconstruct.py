@@ -81,7 +81,8 @@ def reconstruct(
                       "--side": None if side == "right" else side, "--method": None if method == "easyhoi" else method,
                       "--scale": None if scale == 1.0 else scale, "--rotations": None if rotations == 1000 else rotations,
                       "--top-k": None if top_k == 3 else top_k, "--refine-steps": None if refine_steps == 150 else refine_steps,
-                      "--max-side": None if max_side == 960 else max_side, "--video-format": None if video_format == "mp4" else video_format}
+                      "--max-side": None if max_side == 960 else max_side,
+                      "--video-format": None if video_format == "mp4" else video_format}
             given = [k for k, v in unused.items() if v is not None]
             if given:
                 one = len(given) == 1

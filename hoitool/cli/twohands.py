@@ -23,7 +23,7 @@ def twohands(
     steps: int = typer.Option(42, "--steps", min=1, max=1000, help="DDIM steps per hand."),
     model: Optional[Path] = typer.Option(None, "--model", help="Run folder or model.pt of hoitool train twohands (default: the shipped model)."),
     batch_size: int = typer.Option(1000, "--batch-size", min=1, help="Samples denoised together."),
-    meshes_max: int = typer.Option(1000, "--meshes-max", min=0, help="Write per-sample meshes for the first this many (samples.npz holds all)."),
+    meshes_max: int = typer.Option(100, "--meshes-max", min=0, help="Write per-sample meshes for the first this many (samples.npz holds all)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N."),
     no_sheet: bool = typer.Option(False, "--no-sheet", help="Do not render contact_sheet.png."),
     mano_dir: Optional[Path] = typer.Option(None, "--mano-dir", help="MANO folder (default: the open hand; must match the model's training data)."),

@@ -3,7 +3,7 @@
     res = generate_twohands(TwoHandsConfig(n=16, out="pairs/"))
 
 Output folder (written to a hidden sibling, renamed when complete):
-    000/right_hand.obj, 000/left_hand.obj, 000/scene.glb   per sample (the first `meshes_max`)
+    000/right_hand.obj, 000/left_hand.obj, 000/scene.glb   per sample (the first `meshes_max`, 100)
     samples.npz         x_a, x_b (N, 64), right_* / left_* hand parameters (reference frame), seed
     contact_sheet.png   the first 16
     config.yaml
@@ -44,7 +44,7 @@ class TwoHandsConfig:
     model: Path | None = None
     device: str = "auto"
     batch_size: int = 1000
-    meshes_max: int = 1000
+    meshes_max: int = 100
     """Per-sample mesh folders for the first this many samples (samples.npz holds all)."""
     sheet: bool = True
     mano_dir: str | None = None
@@ -134,7 +134,7 @@ def generate_twohands(cfg: TwoHandsConfig, progress: Callable[[int, int], None] 
     written: list[Path] = []
     with staged_folder(out) as tmp:
         for i in range(k):
-            d = tmp / f"{i:03d}" if cfg.n <= 1000 else tmp / f"{i:05d}"
+            d = tmp / (f"{i:03d}" if k <= 1000 else f"{i:05d}")
             d.mkdir()
             for name, v, f in (("right_hand.obj", vr[i], fr), ("left_hand.obj", vl[i], fl)):
                 with atomic_path(d / name) as p:
@@ -144,7 +144,7 @@ def generate_twohands(cfg: TwoHandsConfig, progress: Callable[[int, int], None] 
         if obj_mesh is not None:
             with atomic_path(tmp / "object.obj") as p:
                 obj_mesh.export(p, file_type="obj")
-        if cfg.sheet:
+        if cfg.sheet and k:
             try:
                 s = min(k, 16)
                 render_sheet(vr[:s], fr, vl[:s], fl, [obj_mesh] * s, [f"{i:03d}" for i in range(s)], tmp / "contact_sheet.png")
