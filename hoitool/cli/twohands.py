@@ -16,7 +16,7 @@ def twohands(
     object_mesh: Optional[Path] = typer.Option(None, "--object", help="Object mesh the hands hold together (metres; see --scale)."),
     scale: float = typer.Option(1.0, "--scale", help="Multiply the object's coordinates by this (0.001 for millimetres)."),
     seed: int = typer.Option(0, "--seed", help="Sample i depends only on (seed, i)."),
-    guidance: float = typer.Option(0.1, "--guidance", min=0.0, help="Classifier-free guidance on the second hand's relative pose (0: none)."),
+    guidance: float = typer.Option(0.0, "--guidance", min=0.0, help="Classifier-free guidance on the second hand's relative pose (0: none; InterHandGen's 0.1 lowers the proximity ratio here)."),
     penetration_guidance: float = typer.Option(100.0, "--penetration-guidance", min=0.0, help="Anti-penetration guidance weight (w_k = w 0.9^(K-1-k))."),
     penetration_energy: str = typer.Option("spheres", "--penetration-energy", help="spheres (the hands' skeleton spheres) or vertices (InterHandGen's nearest-vertex test; use with a weight near 7-50)."),
     no_penetration_guidance: bool = typer.Option(False, "--no-penetration-guidance", help="Turn anti-penetration guidance off."),

@@ -33,8 +33,9 @@ class TwoHandsConfig:
     n: int = 16
     seed: int = 0
     steps: int = 42
-    guidance: float = 0.1
-    """Classifier-free guidance on the second hand's relative pose (0: none)."""
+    guidance: float = 0.0
+    """Classifier-free guidance on the second hand's relative pose (0: none; InterHandGen used 0.1,
+    which lowered the proximity ratio here: see README)."""
     penetration: float = 100.0
     """Anti-penetration guidance weight (0: none)."""
     penetration_energy: str = "spheres"

@@ -20,7 +20,7 @@ from hoitool.twohands.params import DIM, RIGID
 from hoitool.utils.seeding import torch_generator
 
 DEFAULT_STEPS = 42
-DEFAULT_GUIDANCE = 0.1
+DEFAULT_GUIDANCE = 0.0
 DEFAULT_PENETRATION = 100.0
 
 
