@@ -101,7 +101,7 @@ def main() -> None:
         w, c = DEFAULT_PENETRATION, DEFAULT_GUIDANCE
         settings = [(f" APG {w:g}, CFG {c:g} (defaults)", guide, w, c), (" w/o APG", None, 0.0, c),
                     (f" APG {w:g}, CFG 0.1", guide, w, 0.1), (" w/o APG, CFG 0.1", None, 0.0, 0.1),
-                    (f" APG 400, CFG {c:g}", guide, 400.0, c), (f" APG vertices 7, CFG {c:g}", vguide, 7.0, c)]
+                    (f" APG 100, CFG {c:g}", guide, 100.0, c), (f" APG vertices 7, CFG {c:g}", vguide, 7.0, c)]
         for name, m in models.items():
             for suffix, g, pen, cfg in (settings if name == "cascaded" else settings[:2]):
                 key = name + suffix

@@ -98,8 +98,12 @@ def test_handdiff_config_round_trip():
     net = HandDiffusionNet(cfg)
     again = handdiff_from_dict(asdict(net.config))
     assert again.config == cfg
-    assert again.load_state_dict(net.state_dict()) is not None
+    again.load_state_dict(net.state_dict())  # raises on a missing or mis-shaped weight
     assert net.config_dict() == asdict(cfg)
+    net.eval(), again.eval()
+    x = torch.randn(2, 128)
+    obj = torch.randn(2, 32)
+    assert torch.equal(net(x, torch.tensor([3, 9]), obj=obj), again(x, torch.tensor([3, 9]), obj=obj))
 
 
 def test_fps_distinct_and_order_independent():

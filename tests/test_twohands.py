@@ -162,7 +162,7 @@ def test_sampling_depends_only_on_seed_and_index(joint, right_hand, left_hand):
 
     m = _tiny_model(joint)
     guide = PenetrationGuide(right_hand, left_hand)
-    kw = dict(steps=4, guidance=0.1, penetration=7.0, guide=guide)
+    kw = dict(steps=4, guidance=0.0 if joint else 0.1, penetration=7.0, guide=guide)
     a, b = sample_vectors(m, 4, seed=3, batch_size=4, **kw)
     a1, b1 = sample_vectors(m, 4, seed=3, batch_size=1, **kw)
     a2, b2 = sample_vectors(m, 2, seed=3, batch_size=2, start=2, **kw)
@@ -175,14 +175,38 @@ def test_sampling_depends_only_on_seed_and_index(joint, right_hand, left_hand):
 
 
 def test_classifier_free_guidance_moves_only_the_relative_pose():
+    """With one DDIM step the output is the guided x0 itself: CFG changes the second hand's 9
+    relative numbers and nothing else; the anchor stage is never guided."""
     from hoitool.twohands.sample import sample_vectors
 
     m = _tiny_model()
-    kw = dict(steps=3, penetration=0.0, seed=0)
+    kw = dict(steps=1, penetration=0.0, seed=0)
     a0, b0 = sample_vectors(m, 3, guidance=0.0, **kw)
     a1, b1 = sample_vectors(m, 3, guidance=2.0, **kw)
-    assert torch.allclose(a0, a1)  # the anchor stage has no guidance
+    assert torch.allclose(a0, a1)
+    assert torch.allclose(b0[:, :55], b1[:, :55])
     assert not torch.allclose(b0[:, 55:], b1[:, 55:])
+    with pytest.raises(ValueError, match="joint"):
+        sample_vectors(_tiny_model(joint=True), 2, guidance=0.5, **kw)
+
+
+def test_distribution_metrics_of_a_set_against_itself(twohand_run, right_hand, left_hand):
+    """FHID of the reference against itself is ~0 and precision = recall = 1; against a shifted
+    copy (left hands moved 5 cm) FHID grows."""
+    from hoitool.twohands.checkpoint import load_feature_model
+    from hoitool.twohands.evaluate import distribution_metrics
+    from hoitool.twohands.prepare import read_prepared
+
+    fm = load_feature_model(twohand_run["feat"])
+    arr = read_prepared(twohand_run["data"])
+    xa, xb = torch.as_tensor(arr["xa"]), torch.as_tensor(arr["xb"])
+    hands = {"right": right_hand, "left": left_hand}
+    same = distribution_metrics(fm, hands, xa, xb, (xa, xb))
+    assert same["fhid"] < 1e-3 and same["precision"] == 1.0 and same["recall"] == 1.0
+    moved = xb.clone()
+    moved[:, 61] += 0.05
+    other = distribution_metrics(fm, hands, xa, moved, (xa, xb))
+    assert other["fhid"] > same["fhid"] + 1e-3
 
 
 def _records(n=6, with_object=None):
@@ -228,7 +252,7 @@ def twohand_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("twohands")
     box = base / "box.obj"
     trimesh.creation.box((0.2, 0.12, 0.1)).export(box)
-    man = _write(base / "pairs.jsonl", _records(8, with_object=box))
+    man = _write(base / "pairs.jsonl", _records(10, with_object=box))
     data = base / "data"
     r = runner.invoke(app, ["prepare-data", "--manifest", str(man), "--out", str(data), "-j", "1", "--no-preview"])
     assert r.exit_code == 0, r.output
@@ -247,7 +271,7 @@ def test_prepared_manifest_holds_vectors(twohand_run):
     from hoitool.twohands.prepare import read_prepared
 
     arr = read_prepared(twohand_run["data"])
-    assert arr["xa"].shape == (8, 64) and arr["xb"].shape == (8, 64)
+    assert arr["xa"].shape == (10, 64) and arr["xb"].shape == (10, 64)
     assert (arr["object"][:3] == 0).all() and (arr["object"][3:] == -1).all()
     assert arr["object_points"].shape == (1, 1024, 3)
     # object points are centred on the box's bounding box centre

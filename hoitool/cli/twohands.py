@@ -17,7 +17,7 @@ def twohands(
     scale: float = typer.Option(1.0, "--scale", help="Multiply the object's coordinates by this (0.001 for millimetres)."),
     seed: int = typer.Option(0, "--seed", help="Sample i depends only on (seed, i)."),
     guidance: float = typer.Option(0.0, "--guidance", min=0.0, help="Classifier-free guidance on the second hand's relative pose (0: none; InterHandGen's 0.1 lowers the proximity ratio here)."),
-    penetration_guidance: float = typer.Option(100.0, "--penetration-guidance", min=0.0, help="Anti-penetration guidance weight (w_k = w 0.9^(K-1-k))."),
+    penetration_guidance: float = typer.Option(400.0, "--penetration-guidance", min=0.0, help="Anti-penetration guidance weight (w_k = w 0.9^(K-1-k))."),
     penetration_energy: str = typer.Option("spheres", "--penetration-energy", help="spheres (the hands' skeleton spheres) or vertices (InterHandGen's nearest-vertex test; use with a weight near 7-50)."),
     no_penetration_guidance: bool = typer.Option(False, "--no-penetration-guidance", help="Turn anti-penetration guidance off."),
     steps: int = typer.Option(42, "--steps", min=1, max=1000, help="DDIM steps per hand."),
@@ -53,12 +53,22 @@ def twohands(
         if dry_run:
             console.print(plain(dump_yaml(cfg)))
             return
-        if object_mesh is not None:  # a bad mesh fails here, in one line, before any work
-            from hoitool.pipelines.twohands import load_object
+        # everything that can be wrong fails here, in one line, before any work
+        from hoitool.hand.model import HandModel
+        from hoitool.pipelines.twohands import check_hand, load_object
+        from hoitool.train.loop import resolve_device
+        from hoitool.twohands.checkpoint import load_twohand_model
 
+        mdl = load_twohand_model(model, resolve_device(device))
+        if guidance and mdl.joint:
+            raise InputError(f"{mdl.source} is a joint (non-cascaded) model: it has no classifier-free guidance, pass --guidance 0")
+        check_hand(mdl, HandModel("right", cfg.mano_dir))
+        if object_mesh is not None:
+            if not mdl.has_object:
+                raise InputError(f"the model {mdl.source} was trained without objects: pass --model trained on data with bimanual grasps")
             load_object(object_mesh, scale)
         with progress_bar(f"sampling {n} two-hand interactions ({steps} DDIM steps per hand)") as update:
-            res = generate_twohands(cfg, progress=update)
+            res = generate_twohands(cfg, progress=update, model=mdl)
         import numpy as np
 
         lines = [f"model: {res.model}",

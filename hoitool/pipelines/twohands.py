@@ -36,7 +36,7 @@ class TwoHandsConfig:
     guidance: float = 0.0
     """Classifier-free guidance on the second hand's relative pose (0: none; InterHandGen used 0.1,
     which lowered the proximity ratio here: see README)."""
-    penetration: float = 100.0
+    penetration: float = 400.0
     """Anti-penetration guidance weight (0: none)."""
     penetration_energy: str = "spheres"
     """'spheres' (skeleton spheres' overlap) or 'vertices' (InterHandGen's nearest-vertex test)."""

@@ -98,23 +98,34 @@ def evaluate_twohands(folder: str | Path, reference: str | Path | None = None, f
     if smp.object_mesh:
         from hoitool.geometry.mesh import load_mesh
 
-        if not Path(smp.object_mesh).is_file():
-            raise InputError(f"the samples' object mesh {smp.object_mesh} is missing: the hand-object metrics need it")
-        obj, _ = load_mesh(smp.object_mesh, smp.object_scale)
-    n = smp.right.batch_size
-    k = min(n, physical_max)
-    phys = physical_metrics(hands, smp.right[:k], smp.left[:k], obj, progress)
-    res = {"samples": n, "physical_on": k, **physical_summary(phys)}
+        # the copy written beside the samples (object frame, metres) first, then the original
+        copy = Path(folder) / "object.obj" if Path(folder).is_dir() else None
+        if copy is not None and copy.is_file():
+            obj, _ = load_mesh(copy, 1.0)
+        elif Path(smp.object_mesh).is_file():
+            obj, _ = load_mesh(smp.object_mesh, smp.object_scale)
+        else:
+            raise InputError(f"the samples' object mesh {smp.object_mesh} is missing (and no object.obj beside them): the hand-object metrics need it")
+    # the feature network and the reference are checked before the long penetration pass
     fm = load_feature_model(feature_model)
-    res["feature_model"] = fm.source
-    m = min(n, distribution_max)
     ref = None
+    res: dict = {"samples": smp.right.batch_size}
     if reference is not None:
         from hoitool.twohands.prepare import read_prepared
 
         arr = read_prepared(reference)
-        ref = (torch.as_tensor(arr["xa"]), torch.as_tensor(arr["xb"]))
+        # like with like: samples without an object against the reference's pairs without one, and so on
+        keep = (arr["object"] >= 0) if smp.object_mesh else (arr["object"] < 0)
+        if not keep.any():
+            keep = np.ones(len(arr["object"]), dtype=bool)
+        ref = (torch.as_tensor(arr["xa"][keep]), torch.as_tensor(arr["xb"][keep]))
         res["reference"] = str(reference)
+        res["reference_subset"] = ("pairs with an object" if smp.object_mesh else "pairs without an object") if not keep.all() else "all pairs"
+    n = smp.right.batch_size
+    k = min(n, physical_max)
+    phys = physical_metrics(hands, smp.right[:k], smp.left[:k], obj, progress)
+    res.update({"physical_on": k, **physical_summary(phys), "feature_model": fm.source})
+    m = min(n, distribution_max)
     res.update(distribution_metrics(fm, hands, smp.xa[:m], smp.xb[:m], ref, distribution_max, seed))
     return res
 

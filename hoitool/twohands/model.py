@@ -9,7 +9,8 @@ frame; records without an object use the learned null object token.
 Schedule: diffusers' DDPM training and DDIM sampling with x0 ("sample") prediction. The released
 InterHandGen schedule (linear betas 1e-4..0.01 over T = 129) ends at alpha_bar = 0.52, far from
 pure noise, while sampling starts from pure noise; hoitool uses T = 1000 with the cosine schedule
-(alpha_bar_T ~ 0) and 42 DDIM steps by default.
+(alpha_bar_T ~ 0) and 42 DDIM steps by default, spaced so the first is at t = T - 1
+(diffusers' default 'leading' spacing would start at t = 943, alpha_bar 0.008).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def sample_scheduler(s: TwoHandSchedule, steps: int):
     from diffusers import DDIMScheduler
 
     sch = DDIMScheduler(num_train_timesteps=s.num_train_timesteps, beta_schedule=s.beta_schedule,
-                        prediction_type="sample", clip_sample=False, set_alpha_to_one=True)
+                        prediction_type="sample", clip_sample=False, set_alpha_to_one=True, timestep_spacing="trailing")
     sch.set_timesteps(steps)
     return sch
 

@@ -305,6 +305,12 @@ def prepare_twohands(cfg: TwoHandPrepareConfig, progress: Callable[[int, int], N
     t0 = time.time()
     check_config(cfg)
     progress = progress or (lambda d, t: None)
+    arrays = None
+    if cfg.manifest is not None:  # every record and mesh is checked before anything is written
+        records = read_twohand_manifest(cfg.manifest)
+        progress(0, 1)
+        arrays = vectors_of(records, cfg.mano_dir, cfg.scale, cfg.seed)
+        stats = {"source": str(cfg.manifest)}
     cfg.out.mkdir(parents=True, exist_ok=True)
     config = {"kind": "twohands", "fingerprint": _fingerprint(cfg), "hand": hand_record(cfg.mano_dir), **to_dict(cfg)}
     write_text(cfg.out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
@@ -328,15 +334,12 @@ def prepare_twohands(cfg: TwoHandPrepareConfig, progress: Callable[[int, int], N
         written += [cfg.out / "chunks"]
         if (cfg.out / "objects").exists():
             written.append(cfg.out / "objects")
-    else:
-        records = read_twohand_manifest(cfg.manifest)
-        progress(0, 1)
-        stats = {"source": str(cfg.manifest)}
     if not records:
         raise HoiError("the planner kept no two-hand pairs: see stats.json's rejections, or ask for more (--two-hands)")
     write_twohand_manifest(cfg.out / "records.jsonl", records, relative_to=cfg.out)
     written.append(cfg.out / "records.jsonl")
-    arrays = vectors_of(records, cfg.mano_dir, cfg.scale if cfg.manifest else 1.0, cfg.seed)
+    if arrays is None:
+        arrays = vectors_of(records, cfg.mano_dir, 1.0, cfg.seed)
     stats["records"] = len(records)
     stats["types"] = {str(n): int((arrays["type"] == i).sum()) for i, n in enumerate(arrays["type_names"])}
     stats["with_object"] = int((arrays["object"] >= 0).sum())

@@ -21,7 +21,7 @@ from hoitool.utils.seeding import torch_generator
 
 DEFAULT_STEPS = 42
 DEFAULT_GUIDANCE = 0.0
-DEFAULT_PENETRATION = 100.0
+DEFAULT_PENETRATION = 400.0
 
 
 def _noise(seed: int, ids: range, dim: int, stage: str) -> torch.Tensor:
@@ -53,6 +53,8 @@ def sample_vectors(model: TwoHandDiffusion, n: int, seed: int = 0, steps: int = 
     dev = model.norm.mean_a.device
     if object_points is not None and not model.has_object:
         raise ValueError("this two-hand model has no object encoder: train it on data with objects")
+    if model.joint and guidance:
+        raise ValueError("classifier-free guidance needs the cascaded model (this one is joint): pass guidance 0")
     if penetration > 0 and guide is None:
         raise ValueError("penetration guidance needs a PenetrationGuide")
     out_a, out_b = [], []
@@ -93,7 +95,11 @@ def sample_vectors(model: TwoHandDiffusion, n: int, seed: int = 0, steps: int = 
                 c = model.net(torch.cat([x, x]), torch.cat([t, t]), cond=torch.cat([za_c, za_c]),
                               cond_mask=torch.cat([torch.ones(B, dtype=torch.bool), torch.zeros(B, dtype=torch.bool)]).to(dev),
                               obj=both_obj, obj_mask=both_mask)
-                x0c, x0u = c[:B], c[B:]
+                x0c = c[:B]
+                # the null-condition pass was trained on anchors, in the anchor's normalisation: read its
+                # prediction as numbers, then in the second hand's normalisation (for the 9 relative numbers it
+                # is the identity pose, as InterHandGen's shared relative-pose statistics make it)
+                x0u = model.norm.norm_b(model.norm.denorm_a(c[B:]))
                 x0 = x0c.clone()
                 x0[:, RIGID] = x0c[:, RIGID] + guidance * (x0c[:, RIGID] - x0u[:, RIGID])
                 return x0
