@@ -34,7 +34,7 @@ from hoitool.twohands.evaluate import distribution_metrics, physical_metrics, ph
 from hoitool.twohands.guidance import PenetrationGuide  # noqa: E402
 from hoitool.twohands.params import from_vectors, transform_params  # noqa: E402
 from hoitool.twohands.prepare import read_prepared  # noqa: E402
-from hoitool.twohands.sample import DEFAULT_GUIDANCE, DEFAULT_PENETRATION, sample_vectors  # noqa: E402
+from hoitool.twohands.sample import DEFAULT_GUIDANCE, DEFAULT_PENETRATION, DEFAULT_PROXIMITY, sample_vectors  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -78,6 +78,7 @@ def main() -> None:
     hands = {s: HandModel(s) for s in ("right", "left")}
     guide = PenetrationGuide(hands["right"], hands["left"])
     vguide = PenetrationGuide(hands["right"], hands["left"], energy="vertices")
+    pguide = PenetrationGuide(hands["right"], hands["left"], proximity=DEFAULT_PROXIMITY)
     fm = load_feature_model(args.features)
     arr = read_prepared(args.heldout)
     no_obj = arr["object"] < 0
@@ -99,11 +100,12 @@ def main() -> None:
 
     if "rows" not in skip:
         w, c = DEFAULT_PENETRATION, DEFAULT_GUIDANCE
-        settings = [(f" APG {w:g}, CFG {c:g} (defaults)", guide, w, c), (" w/o APG", None, 0.0, c),
+        settings = [(f" APG {w:g} + proximity {DEFAULT_PROXIMITY:g}, CFG {c:g} (defaults)", pguide, w, c), (" w/o APG", None, 0.0, c),
+                    (f" APG {w:g}, no proximity, CFG {c:g}", guide, w, c),
                     (f" APG {w:g}, CFG 0.1", guide, w, 0.1), (" w/o APG, CFG 0.1", None, 0.0, 0.1),
                     (f" APG 100, CFG {c:g}", guide, 100.0, c), (f" APG vertices 7, CFG {c:g}", vguide, 7.0, c)]
         for name, m in models.items():
-            for suffix, g, pen, cfg in (settings if name == "cascaded" else settings[:2]):
+            for suffix, g, pen, cfg in (settings if name == "cascaded" else settings[:3]):
                 key = name + suffix
                 log(f"row {key}")
                 res["rows"][key] = row(m, hands, g, fm, ref, args.n, pen, args.seed, args.physical, guidance=cfg)
@@ -123,7 +125,7 @@ def main() -> None:
             entry = {}
             for cond in ("object", "no object"):
                 log(f"object {Path(path).name}: {cond}")
-                entry[cond] = row(cascaded, hands, guide, fm, oref if sel.sum() >= 6 else None, args.per_object, DEFAULT_PENETRATION, args.seed,
+                entry[cond] = row(cascaded, hands, pguide, fm, oref if sel.sum() >= 6 else None, args.per_object, DEFAULT_PENETRATION, args.seed,
                                   args.per_object, pts if cond == "object" else None, mesh, oTr)
                 entry[cond].pop("sampling_s", None)
             res["objects"][Path(path).name] = entry
@@ -136,7 +138,7 @@ def main() -> None:
 
     if "speed" not in skip:
         t = time.time()
-        sample_vectors(cascaded, args.speed_n, seed=args.seed, guide=guide, batch_size=1000)
+        sample_vectors(cascaded, args.speed_n, seed=args.seed, guide=pguide, batch_size=1000)
         res["speed"] = {"samples": args.speed_n, "seconds": time.time() - t, "threads": torch.get_num_threads()}
         log(f"{args.speed_n} samples in {res['speed']['seconds']:.1f} s")
 

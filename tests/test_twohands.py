@@ -354,3 +354,37 @@ def test_planner_pairs_pass_their_gates(right_hand, left_hand):
             assert ((d >= cfg.near_gap_m[0]) & (d <= cfg.near_gap_m[1])).all()
         else:
             assert (d <= cfg.contact_m).all()
+
+
+def test_proximity_pull_brings_apart_hands_closer_and_leaves_close_ones(right_hand, left_hand):
+    """The proximity term is 0 for hands within 1.5 cm and pulls hands 10 cm apart together."""
+    from hoitool.hand.spheres import HandSpheres, sphere_gap
+    from hoitool.twohands.guidance import PenetrationGuide
+    from hoitool.twohands.params import VectorNormaliser
+
+    guide = PenetrationGuide(right_hand, left_hand, proximity=1.0)
+    plain = PenetrationGuide(right_hand, left_hand)
+    norm = VectorNormaliser(torch.zeros(64), torch.ones(64), torch.zeros(64), torch.ones(64))
+    r, l = HandParams.zeros(2, "right"), HandParams.zeros(2, "left")
+    l.global_orient[:] = torch.tensor([0.0, 0.0, np.pi])
+    xa, xb = to_vectors(right_hand, left_hand, r, l)
+    n = torch.as_tensor(right_hand.metadata.palm_normal, dtype=torch.float32)
+    xb[:, 61:] = torch.stack([0.035 * n, 0.12 * n])  # palms about 1 cm apart / 10 cm apart
+    spheres = {s: HandSpheres(h) for s, h in (("right", right_hand), ("left", left_hand))}
+
+    def gap(z):
+        rr, ll = from_vectors(right_hand, left_hand, xa, z)
+        a = spheres["right"](rr.global_orient, rr.hand_pose, rr.betas, rr.transl)
+        b = spheres["left"](ll.global_orient, ll.hand_pose, ll.betas, ll.transl)
+        return sphere_gap(a[0], a[1], b[0], b[1])
+
+    g0 = gap(xb)
+    assert g0[0] < 0.015 < g0[1]
+    e_extra = guide.energy(xa, xb) - plain.energy(xa, xb)
+    assert e_extra[0] == 0 and e_extra[1] > 0
+    z = xb.clone()
+    for _ in range(10):
+        z = z - 0.05 * guide.gradient(norm, xa, z, "b")
+    g1 = gap(z)
+    assert torch.isfinite(z).all()
+    assert g1[1] < g0[1] - 0.01

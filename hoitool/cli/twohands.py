@@ -18,6 +18,7 @@ def twohands(
     seed: int = typer.Option(0, "--seed", help="Sample i depends only on (seed, i)."),
     guidance: float = typer.Option(0.0, "--guidance", min=0.0, help="Classifier-free guidance on the second hand's relative pose (0: none; InterHandGen's 0.1 lowers the proximity ratio here)."),
     penetration_guidance: float = typer.Option(400.0, "--penetration-guidance", min=0.0, help="Anti-penetration guidance weight (w_k = w 0.9^(K-1-k))."),
+    proximity_guidance: float = typer.Option(0.3, "--proximity-guidance", min=0.0, help="Pull on hands more than 1.5 cm apart, in the same steps as the penetration guidance (sphere energy; 0: none)."),
     penetration_energy: str = typer.Option("spheres", "--penetration-energy", help="spheres (the hands' skeleton spheres) or vertices (InterHandGen's nearest-vertex test; use with a weight near 7-50)."),
     no_penetration_guidance: bool = typer.Option(False, "--no-penetration-guidance", help="Turn anti-penetration guidance off."),
     steps: int = typer.Option(42, "--steps", min=1, max=1000, help="DDIM steps per hand."),
@@ -48,6 +49,7 @@ def twohands(
             raise InputError(f"--scale must be a positive number, got {scale}")
         cfg = TwoHandsConfig(out=out, n=n, seed=seed, steps=steps, guidance=guidance,
                              penetration=0.0 if no_penetration_guidance else penetration_guidance, penetration_energy=penetration_energy,
+                             proximity=proximity_guidance,
                              object_mesh=object_mesh, scale=scale, model=model, device=device, batch_size=batch_size,
                              meshes_max=meshes_max, sheet=not no_sheet, mano_dir=str(mano_dir) if mano_dir else None)
         if dry_run:

@@ -84,3 +84,8 @@ def sphere_overlap(ca: torch.Tensor, ra: torch.Tensor, cb: torch.Tensor, rb: tor
     """(B,) sum over sphere pairs of the squared overlap depth (m^2) between sets (B, S, 3) and (B, T, 3)."""
     d = torch.cdist(ca, cb)
     return (ra[:, None] + rb[None, :] - d).clamp_min(0).square().sum((1, 2))
+
+
+def sphere_gap(ca: torch.Tensor, ra: torch.Tensor, cb: torch.Tensor, rb: torch.Tensor) -> torch.Tensor:
+    """(B,) smallest gap (m) between the sphere sets' surfaces, negative when they overlap."""
+    return (torch.cdist(ca, cb) - ra[:, None] - rb[None, :]).flatten(1).min(dim=1).values

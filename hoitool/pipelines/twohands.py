@@ -38,6 +38,8 @@ class TwoHandsConfig:
     which lowered the proximity ratio here: see README)."""
     penetration: float = 400.0
     """Anti-penetration guidance weight (0: none)."""
+    proximity: float = 0.3
+    """Weight of the pull on hands more than 1.5 cm apart (sphere energy only; 0: none)."""
     penetration_energy: str = "spheres"
     """'spheres' (skeleton spheres' overlap) or 'vertices' (InterHandGen's nearest-vertex test)."""
     object_mesh: Path | None = None
@@ -112,7 +114,8 @@ def generate_twohands(cfg: TwoHandsConfig, progress: Callable[[int, int], None] 
         obj_mesh, T, pts = load_object(Path(cfg.object_mesh), cfg.scale)
     hands = {s: HandModel(s, cfg.mano_dir).to(dev) for s in ("right", "left")}
     check_hand(model, hands["right"])
-    guide = PenetrationGuide(hands["right"], hands["left"], energy=cfg.penetration_energy).to(dev) if cfg.penetration > 0 else None
+    guide = PenetrationGuide(hands["right"], hands["left"], energy=cfg.penetration_energy,
+                             proximity=cfg.proximity if cfg.penetration_energy == "spheres" else 0.0).to(dev) if cfg.penetration > 0 else None
     ts = time.time()
     xa, xb = sample_vectors(model, cfg.n, cfg.seed, cfg.steps, cfg.guidance, cfg.penetration,
                             None if pts is None else pts.to(dev), guide, cfg.batch_size, progress=progress)

@@ -47,9 +47,14 @@ class PenetrationGuide:
     """Gradient of a two-hand penetration energy with respect to normalised vectors.
 
     energy: 'spheres' (default: the overlap of the hands' skeleton spheres, hoitool.hand.spheres)
-    or 'vertices' (InterHandGen's nearest-vertex test on `vertices` evenly spread vertices)."""
+    or 'vertices' (InterHandGen's nearest-vertex test on `vertices` evenly spread vertices).
+    proximity (spheres only): weight of a pull on hands whose spheres are more than `proximity_m`
+    apart, (gap - proximity_m)^2: penetration guidance alone pushes hands apart, and this keeps
+    the pair within InterHandGen's 2 cm proximity without touching pairs already close."""
 
-    def __init__(self, right: HandModel, left: HandModel, vertices: int = 128, energy: str = "spheres"):
+    def __init__(self, right: HandModel, left: HandModel, vertices: int = 128, energy: str = "spheres",
+                 proximity: float = 0.0, proximity_m: float = 0.015):
+        self.proximity, self.proximity_m = proximity, proximity_m
         if energy not in ENERGIES:
             raise ValueError(f"energy must be one of {ENERGIES}, got {energy!r}")
         self.kind = energy
@@ -72,9 +77,12 @@ class PenetrationGuide:
         a = self.parts["right"](r.global_orient, r.hand_pose, r.betas, r.transl)
         b = self.parts["left"](l.global_orient, l.hand_pose, l.betas, l.transl)
         if self.kind == "spheres":
-            from hoitool.hand.spheres import sphere_overlap
+            from hoitool.hand.spheres import sphere_gap, sphere_overlap
 
-            return sphere_overlap(a[0], a[1], b[0], b[1])
+            e = sphere_overlap(a[0], a[1], b[0], b[1])
+            if self.proximity:
+                e = e + self.proximity * (sphere_gap(a[0], a[1], b[0], b[1]) - self.proximity_m).clamp_min(0).square()
+            return e
         return penetration_energy(*a, *b)
 
     def gradient(self, norm, za: torch.Tensor, zb: torch.Tensor, wrt: str) -> torch.Tensor:

@@ -22,6 +22,7 @@ from hoitool.utils.seeding import torch_generator
 DEFAULT_STEPS = 42
 DEFAULT_GUIDANCE = 0.0
 DEFAULT_PENETRATION = 400.0
+DEFAULT_PROXIMITY = 0.3
 
 
 def _noise(seed: int, ids: range, dim: int, stage: str) -> torch.Tensor:
