@@ -1,0 +1,69 @@
+"""Approach trajectories and look-at cameras (the first pieces of HOI data rendering)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hoitool.geometry.rotations import axis_angle_to_matrix, rotation_angle
+from hoitool.hand.model import HandParams
+from hoitool.render.trajectory import approach_direction, grasp_trajectory, look_at_camera
+
+
+def _grasp(hand, seed=0):
+    from hoitool.hand.prior import PosePrior
+
+    g = torch.Generator().manual_seed(seed)
+    pose = PosePrior.from_hand(hand).sample(1, g, closure=torch.tensor([[0.7]]))
+    return HandParams(torch.tensor([[0.3, -1.2, 0.5]]), pose, 0.5 * torch.randn(1, 10, generator=g), torch.tensor([[0.02, -0.01, 0.05]]), hand.side)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_trajectory_runs_from_open_and_back_to_the_grasp(side, right_hand, left_hand):
+    hand = right_hand if side == "right" else left_hand
+    grasp = _grasp(hand)
+    traj = grasp_trajectory(hand, grasp, frames=8)
+    assert traj.batch_size == 8
+    # the last frame is the grasp, the first a flat hand 0.3 m back against the palm's direction
+    for k in HandParams.TENSORS:
+        assert torch.allclose(getattr(traj, k)[-1], getattr(grasp, k)[0])
+    assert torch.allclose(traj.hand_pose[0], torch.zeros(45))
+    d = approach_direction(hand, grasp)[0]
+    assert torch.allclose(traj.transl[0], grasp.transl[0] - 0.3 * d, atol=1e-6)
+    # the orientation never changes; the palm centre moves monotonically towards the grasp
+    assert torch.allclose(traj.global_orient, grasp.global_orient.expand(8, 3))
+    steps = (traj.transl[1:] - traj.transl[:-1]).norm(dim=1)
+    assert torch.allclose(steps, torch.full((7,), 0.3 / 7), atol=1e-6)
+    # per-joint slerp from the identity: every joint keeps its axis and turns by s times its angle
+    R_end = axis_angle_to_matrix(grasp.hand_pose.reshape(15, 3))
+    for k, s in ((2, 2 / 7), (5, 5 / 7)):
+        R = axis_angle_to_matrix(traj.hand_pose[k].reshape(15, 3))
+        assert torch.allclose(rotation_angle(R), s * rotation_angle(R_end), atol=1e-5)
+
+
+def test_approach_points_from_the_palm_into_the_object(right_hand):
+    """With no rotation the approach is the rest palm normal; the open start sits on the back side."""
+    g = HandParams.zeros(1, "right")
+    d = approach_direction(right_hand, g)[0]
+    assert torch.allclose(d, torch.as_tensor(right_hand.metadata.palm_normal, dtype=torch.float32), atol=1e-6)
+    with pytest.raises(ValueError):
+        grasp_trajectory(right_hand, HandParams.zeros(2, "right"))
+
+
+def test_look_at_camera_ranges_and_centre():
+    centre = np.array([0.1, -0.05, 0.2])
+    for seed in range(20):
+        cam, cTo = look_at_camera(centre, np.random.default_rng(seed), size=256)
+        R, t = cTo[:3, :3], cTo[:3, 3]
+        assert np.allclose(R @ R.T, np.eye(3), atol=1e-9) and np.linalg.det(R) > 0
+        c = R @ centre + t  # the centre in the camera frame: straight ahead
+        assert np.allclose(c[:2], 0, atol=1e-9) and 0.35 <= c[2] <= 0.45
+        eye = -R.T @ t
+        elev = math.degrees(math.asin((eye - centre)[2] / np.linalg.norm(eye - centre)))
+        assert 5.0 - 1e-6 <= elev <= 60.0 + 1e-6
+        uv = cam.project(torch.as_tensor(c[None], dtype=torch.float32))[0]
+        assert torch.allclose(uv, torch.tensor([127.5, 127.5]))
+        # the object frame's up (+z) points up in the image (towards smaller v)
+        above = cam.project(torch.as_tensor((R @ (centre + [0, 0, 0.05]) + t)[None], dtype=torch.float32))[0]
+        assert above[1] < 127.5
