@@ -67,3 +67,54 @@ def test_look_at_camera_ranges_and_centre():
         # the object frame's up (+z) points up in the image (towards smaller v)
         above = cam.project(torch.as_tensor((R @ (centre + [0, 0, 0.05]) + t)[None], dtype=torch.float32))[0]
         assert above[1] < 127.5
+
+
+def _straight_hand():
+    """21 keypoints: the wrist at (128, 200), each finger a straight vertical line."""
+    uv = np.zeros((21, 2))
+    uv[0] = (128, 200)
+    for f in range(5):
+        for j in range(4):
+            uv[1 + 4 * f + j] = (60 + 34 * f, 160 - 25 * j)
+    return uv
+
+
+def test_skeleton_image_colours_joints_and_bones():
+    from hoitool.render.conditions import FINGER_COLOURS, WRIST_COLOUR, keypoint_colour, skeleton_image
+
+    uv = _straight_hand()
+    img = skeleton_image(uv, (256, 256))
+    assert img.shape == (256, 256, 3) and img.dtype == np.uint8
+    assert tuple(img[200, 128]) == WRIST_COLOUR
+    for k in range(1, 21):
+        u, v = uv[k].astype(int)
+        assert tuple(img[v, u]) == keypoint_colour(k)
+    # a bone's midpoint between two joints of the index finger is drawn in its colour, 3 px half-width
+    u, v = int(uv[6, 0]), int((uv[6, 1] + uv[7, 1]) / 2)
+    assert tuple(img[v, u]) == FINGER_COLOURS[1]
+    assert tuple(img[v, u + 6]) == (0, 0, 0)
+    assert tuple(img[5, 5]) == (0, 0, 0)
+    # a hidden fingertip and its bone are left out; points off the image and NaN do not fail
+    vis = np.ones(21, bool)
+    vis[20] = False
+    hidden = skeleton_image(uv, (256, 256), visible=vis)
+    u, v = uv[20].astype(int)
+    assert tuple(hidden[v, u]) == (0, 0, 0)
+    far = uv.copy()
+    far[4] = (-50, 900)
+    far[8] = (np.nan, np.nan)
+    assert skeleton_image(far, (256, 256)).any()
+
+
+def test_segmentation_colours_and_occlusion():
+    from hoitool.render.conditions import SEG_HAND, SEG_OBJECT, segmentation_image
+
+    hand = np.zeros((8, 8), bool)
+    obj = np.zeros((8, 8), bool)
+    hand[:4] = True
+    obj[2:6] = True
+    seg = segmentation_image(hand, obj)
+    assert tuple(seg[0, 0]) == SEG_HAND and tuple(seg[3, 0]) == SEG_HAND  # the hand in front
+    assert tuple(seg[5, 0]) == SEG_OBJECT and tuple(seg[7, 0]) == (0, 0, 0)
+    with pytest.raises(ValueError):
+        segmentation_image(hand, obj[:4])
