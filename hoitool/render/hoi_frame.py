@@ -1,0 +1,160 @@
+"""One rendered HOI frame with its exact labels (HOIDiffusion's stage 1), written and read back.
+
+    frame = render_frame(hand, params_o, mesh, camera, cTo)    # hand params and mesh in the object frame
+    write_frame(folder, frame, stem="000")                      # 000_rgb.png, 000_depth.png, ... 000_labels.json
+    frame = read_frame(folder, "000")                           # the same arrays and labels
+
+Maps: colour (H, W, 3) uint8; depth (H, W) metres, 0 = background (stored losslessly as 16-bit
+PNG in tenths of a millimetre); hand and object masks; segmentation in HOIDiffusion's colours;
+surface normals (H, W, 3) in the camera frame (OpenCV), unit, 0 on background (rendered from
+the meshes' vertex normals, split along sharp edges and interpolated across smooth ones; stored
+as 8-bit (n + 1) / 2); the 2D skeleton image.
+Labels: 21 3D keypoints (camera frame, metres) and their pixels, hand parameters (object and
+camera frames), the object pose cTo, the intrinsics.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import trimesh
+
+from hoitool.geometry.camera import Camera
+from hoitool.geometry.transforms import np_apply
+from hoitool.hand.model import HandModel, HandParams
+from hoitool.utils.io import atomic_path, write_text
+
+DEPTH_UNIT_M = 1e-4
+MAPS = ("rgb", "depth", "normals", "segmentation", "skeleton")
+
+
+@dataclass
+class HOIFrame:
+    rgb: np.ndarray
+    depth: np.ndarray
+    hand_mask: np.ndarray
+    object_mask: np.ndarray
+    segmentation: np.ndarray
+    normals: np.ndarray
+    skeleton: np.ndarray
+    labels: dict
+
+
+def _params_to_camera(hand: HandModel, params_o: HandParams, cTo: np.ndarray) -> HandParams:
+    from hoitool.twohands.params import transform_params
+
+    return transform_params(hand, params_o, torch.as_tensor(cTo, dtype=torch.float32))
+
+
+def _normal_map(meshes_c: list[trimesh.Trimesh], camera: Camera) -> np.ndarray:
+    """(H, W, 3) unit normals of the visible surfaces (camera frame), from an unlit render of
+    vertex normals encoded as colours."""
+    from hoitool.render.offscreen import _opencv_to_opengl, _pyrender, _renderers
+
+    pyrender = _pyrender()
+    W, H = camera.width, camera.height
+    key = ("camera", W, H)
+    r = _renderers.get(key)
+    if r is None:
+        r = _renderers[key] = pyrender.OffscreenRenderer(W, H)
+    scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[1.0, 1.0, 1.0])
+    for m in meshes_c:
+        m = m.smooth_shaded  # vertices split along sharp edges (a box's faces keep their own normals)
+        vn = m.vertex_normals
+        colours = np.clip(np.round((vn + 1.0) * 127.5), 0, 255).astype(np.uint8)
+        tm = trimesh.Trimesh(m.vertices, m.faces, vertex_colors=np.concatenate([colours, np.full((len(vn), 1), 255, np.uint8)], 1), process=False)
+        scene.add(pyrender.Mesh.from_trimesh(tm, smooth=True))
+    cam = pyrender.IntrinsicsCamera(camera.fx, camera.fy, camera.cx + 0.5, camera.cy + 0.5, znear=0.005, zfar=20.0)
+    scene.add(cam, pose=_opencv_to_opengl())
+    colour, depth = r.render(scene, flags=pyrender.RenderFlags.FLAT)
+    n = colour[..., :3].astype(np.float32) / 127.5 - 1.0
+    n /= np.linalg.norm(n, axis=-1, keepdims=True).clip(1e-6)
+    n[depth <= 0] = 0
+    return n
+
+
+def render_frame(hand: HandModel, params_o: HandParams, mesh: trimesh.Trimesh, camera: Camera, cTo: np.ndarray,
+                 background=(1.0, 1.0, 1.0), object_color=None) -> HOIFrame:
+    """Render one hand (params in the object frame, batch 1) and the object through `camera`
+    placed by cTo (object -> OpenCV camera)."""
+    from hoitool.render.conditions import segmentation_image, skeleton_image
+    from hoitool.render.offscreen import HAND_COLOR, OBJECT_COLOR, RenderMesh, render_camera
+
+    params_c = _params_to_camera(hand, params_o, cTo)
+    with torch.no_grad():
+        out = hand(params_c)
+    hv, kp = out.vertices[0].numpy(), out.keypoints[0].numpy()
+    hand_c = trimesh.Trimesh(hv, hand.faces.numpy(), process=False)
+    obj_c = trimesh.Trimesh(np_apply(cTo, np.asarray(mesh.vertices)), mesh.faces, process=False)
+    rc = render_camera([RenderMesh(hand_c.vertices, hand_c.faces, HAND_COLOR),
+                        RenderMesh(obj_c.vertices, obj_c.faces, object_color or OBJECT_COLOR)], camera, background=background)
+    hand_mask, obj_mask = rc.labels == 0, rc.labels == 1
+    uv = camera.project(torch.as_tensor(kp)).numpy()
+    labels = {
+        "keypoints_3d_camera_m": kp.round(6).tolist(), "keypoints_2d_px": uv.round(3).tolist(),
+        "hand_side": hand.side, "hand_source": hand.source,
+        "hand_object_frame": {k: v[0].round(7).tolist() for k, v in params_o.numpy().items()},
+        "hand_camera_frame": {k: v[0].round(7).tolist() for k, v in params_c.numpy().items()},
+        "cTo": np.asarray(cTo).round(7).tolist(), "intrinsics": camera.to_dict(),
+        "depth_unit_m": DEPTH_UNIT_M,
+    }
+    return HOIFrame(rc.color, rc.depth, hand_mask, obj_mask, segmentation_image(hand_mask, obj_mask),
+                    _normal_map([hand_c, obj_c], camera), skeleton_image(uv, (camera.height, camera.width)), labels)
+
+
+def _png(path: Path, array: np.ndarray) -> None:
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+
+
+def write_frame(folder: str | Path, frame: HOIFrame, stem: str) -> list[Path]:
+    """Write a frame's maps as PNGs and its labels as JSON (written last: a frame with labels is complete)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    depth = np.clip(np.round(frame.depth / DEPTH_UNIT_M), 0, 65535).astype(np.uint16)
+    normals = np.where((frame.depth > 0)[..., None], np.round((frame.normals + 1.0) * 127.5), 0).astype(np.uint8)
+    arrays = {"rgb": frame.rgb, "depth": depth, "normals": normals, "segmentation": frame.segmentation, "skeleton": frame.skeleton}
+    paths = []
+    for name in MAPS:
+        p = folder / f"{stem}_{name}.png"
+        _png(p, arrays[name])
+        paths.append(p)
+    p = folder / f"{stem}_labels.json"
+    write_text(p, json.dumps(frame.labels))
+    return paths + [p]
+
+
+def read_frame(folder: str | Path, stem: str) -> HOIFrame:
+    """Read a frame written by `write_frame`: depth back in metres, normals as unit vectors,
+    masks from the segmentation colours."""
+    from PIL import Image
+
+    from hoitool.render.conditions import SEG_HAND, SEG_OBJECT
+
+    folder = Path(folder)
+    labels = json.loads((folder / f"{stem}_labels.json").read_text())
+    img = {name: np.asarray(Image.open(folder / f"{stem}_{name}.png")) for name in MAPS}
+    depth = img["depth"].astype(np.float32) * float(labels.get("depth_unit_m", DEPTH_UNIT_M))
+    n = img["normals"].astype(np.float32) / 127.5 - 1.0
+    n /= np.linalg.norm(n, axis=-1, keepdims=True).clip(1e-6)
+    n[depth <= 0] = 0
+    seg = img["segmentation"]
+    return HOIFrame(img["rgb"], depth, (seg == SEG_HAND).all(-1), (seg == SEG_OBJECT).all(-1), seg, n, img["skeleton"], labels)
+
+
+def render_trajectory(hand: HandModel, grasp_o: HandParams, mesh: trimesh.Trimesh, rng: np.random.Generator, frames: int = 8,
+                      size: int = 256) -> tuple[list[HOIFrame], Camera, np.ndarray]:
+    """The approach to a grasp (object frame, batch 1) rendered from one random look-at camera
+    aimed at the object's bounding box centre: `frames` frames, the last the grasp."""
+    from hoitool.render.trajectory import grasp_trajectory, look_at_camera
+
+    centre = (np.asarray(mesh.bounds[0]) + np.asarray(mesh.bounds[1])) / 2
+    camera, cTo = look_at_camera(centre, rng, size=size)
+    traj = grasp_trajectory(hand, grasp_o, frames)
+    return [render_frame(hand, traj[k], mesh, camera, cTo) for k in range(frames)], camera, cTo
