@@ -78,9 +78,10 @@ def _normal_map(meshes_c: list[trimesh.Trimesh], camera: Camera) -> np.ndarray:
 
 
 def render_frame(hand: HandModel, params_o: HandParams, mesh: trimesh.Trimesh, camera: Camera, cTo: np.ndarray,
-                 background=(1.0, 1.0, 1.0), object_color=None) -> HOIFrame:
+                 appearance=None) -> HOIFrame:
     """Render one hand (params in the object frame, batch 1) and the object through `camera`
-    placed by cTo (object -> OpenCV camera)."""
+    placed by cTo (object -> OpenCV camera); `appearance` (hoitool.render.appearance.Appearance)
+    sets the background image, colours and lights (default: white, the usual colours)."""
     from hoitool.render.conditions import segmentation_image, skeleton_image
     from hoitool.render.offscreen import HAND_COLOR, OBJECT_COLOR, RenderMesh, render_camera
 
@@ -90,9 +91,12 @@ def render_frame(hand: HandModel, params_o: HandParams, mesh: trimesh.Trimesh, c
     hv, kp = out.vertices[0].numpy(), out.keypoints[0].numpy()
     hand_c = trimesh.Trimesh(hv, hand.faces.numpy(), process=False)
     obj_c = trimesh.Trimesh(np_apply(cTo, np.asarray(mesh.vertices)), mesh.faces, process=False)
-    rc = render_camera([RenderMesh(hand_c.vertices, hand_c.faces, HAND_COLOR),
-                        RenderMesh(obj_c.vertices, obj_c.faces, object_color or OBJECT_COLOR)], camera, background=background)
+    look = appearance
+    rc = render_camera([RenderMesh(hand_c.vertices, hand_c.faces, look.hand_color if look else HAND_COLOR),
+                        RenderMesh(obj_c.vertices, obj_c.faces, look.object_color if look else OBJECT_COLOR)], camera,
+                       **({"light_intensity": look.light_intensity, "ambient": look.ambient} if look else {}))
     hand_mask, obj_mask = rc.labels == 0, rc.labels == 1
+    rgb = rc.color if look is None else np.where((rc.labels >= 0)[..., None], rc.color, look.background).astype(np.uint8)
     uv = camera.project(torch.as_tensor(kp)).numpy()
     labels = {
         "keypoints_3d_camera_m": kp.round(6).tolist(), "keypoints_2d_px": uv.round(3).tolist(),
@@ -102,7 +106,7 @@ def render_frame(hand: HandModel, params_o: HandParams, mesh: trimesh.Trimesh, c
         "cTo": np.asarray(cTo).round(7).tolist(), "intrinsics": camera.to_dict(),
         "depth_unit_m": DEPTH_UNIT_M,
     }
-    return HOIFrame(rc.color, rc.depth, hand_mask, obj_mask, segmentation_image(hand_mask, obj_mask),
+    return HOIFrame(rgb, rc.depth, hand_mask, obj_mask, segmentation_image(hand_mask, obj_mask),
                     _normal_map([hand_c, obj_c], camera), skeleton_image(uv, (camera.height, camera.width)), labels)
 
 
@@ -149,12 +153,15 @@ def read_frame(folder: str | Path, stem: str) -> HOIFrame:
 
 
 def render_trajectory(hand: HandModel, grasp_o: HandParams, mesh: trimesh.Trimesh, rng: np.random.Generator, frames: int = 8,
-                      size: int = 256) -> tuple[list[HOIFrame], Camera, np.ndarray]:
+                      size: int = 256, vary: bool = True) -> tuple[list[HOIFrame], Camera, np.ndarray]:
     """The approach to a grasp (object frame, batch 1) rendered from one random look-at camera
-    aimed at the object's bounding box centre: `frames` frames, the last the grasp."""
+    aimed at the object's bounding box centre: `frames` frames, the last the grasp. With `vary`,
+    one random appearance (background, colours, lights) for the whole trajectory."""
+    from hoitool.render.appearance import random_appearance
     from hoitool.render.trajectory import grasp_trajectory, look_at_camera
 
     centre = (np.asarray(mesh.bounds[0]) + np.asarray(mesh.bounds[1])) / 2
     camera, cTo = look_at_camera(centre, rng, size=size)
+    look = random_appearance(rng, size) if vary else None
     traj = grasp_trajectory(hand, grasp_o, frames)
-    return [render_frame(hand, traj[k], mesh, camera, cTo) for k in range(frames)], camera, cTo
+    return [render_frame(hand, traj[k], mesh, camera, cTo, look) for k in range(frames)], camera, cTo

@@ -98,7 +98,8 @@ class CameraRender:
     labels: np.ndarray
 
 
-def render_camera(meshes: list[RenderMesh], camera, background=(1.0, 1.0, 1.0), image: np.ndarray | None = None) -> CameraRender:
+def render_camera(meshes: list[RenderMesh], camera, background=(1.0, 1.0, 1.0), image: np.ndarray | None = None,
+                  light_intensity: float = 2.5, ambient: float = 0.35) -> CameraRender:
     """Render camera-frame meshes (OpenCV frame, metres) through `camera`
     (hoitool.geometry.camera.Camera; pixel centres at integers). With `image` (H, W, 3)
     uint8, the colour render is composited over it."""
@@ -113,14 +114,14 @@ def render_camera(meshes: list[RenderMesh], camera, background=(1.0, 1.0, 1.0), 
     r = _renderers.get(key)
     if r is None:
         r = _renderers[key] = pyrender.OffscreenRenderer(W, H)
-    scene = pyrender.Scene(bg_color=list(background) + [1.0], ambient_light=[0.35, 0.35, 0.35])
+    scene = pyrender.Scene(bg_color=list(background) + [1.0], ambient_light=[ambient] * 3)
     nodes = []
     for m in meshes:
         tm = trimesh.Trimesh(np.asarray(m.vertices), np.asarray(m.faces), process=False)
         mat = pyrender.MetallicRoughnessMaterial(baseColorFactor=list(m.color), metallicFactor=0.0, roughnessFactor=0.7)
         nodes.append(scene.add(pyrender.Mesh.from_trimesh(tm, material=mat, smooth=True)))
     scene.add(cam, pose=pose)
-    scene.add(pyrender.DirectionalLight(intensity=2.5), pose=pose)
+    scene.add(pyrender.DirectionalLight(intensity=light_intensity), pose=pose)
     color, depth = r.render(scene)
     labels = np.full((H, W), -1, np.int64)
     best = np.full((H, W), np.inf)
