@@ -101,8 +101,9 @@ def parse_record(obj: dict, where: str, base: Path | None = None) -> HOIRecord:
     )
 
 
-def read_manifest(path: str | os.PathLike) -> list[HOIRecord]:
-    """Read and validate a JSONL manifest. Records without an id get '<file stem>-<line>'."""
+def read_records(path: str | os.PathLike, parse) -> list:
+    """Read and validate a JSONL manifest with `parse(obj, where, base)` per line (any record type
+    with `id`). Records without an id get '<file stem>-<line>'; duplicates and empty files stop."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"manifest not found: {path}")
@@ -115,7 +116,7 @@ def read_manifest(path: str | os.PathLike) -> list[HOIRecord]:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
                 raise InputError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            r = parse_record(obj, f"{path}:{n}", path.parent)
+            r = parse(obj, f"{path}:{n}", path.parent)
             r.id = r.id or f"{path.stem}-{n:06d}"
             if r.id in seen:
                 raise InputError(f"{path}:{n}: duplicate id {r.id!r}")
@@ -124,6 +125,11 @@ def read_manifest(path: str | os.PathLike) -> list[HOIRecord]:
     if not records:
         raise InputError(f"manifest {path} has no records")
     return records
+
+
+def read_manifest(path: str | os.PathLike) -> list[HOIRecord]:
+    """Read and validate a one-hand JSONL manifest (see `read_records`)."""
+    return read_records(path, parse_record)
 
 
 def write_manifest(path: str | os.PathLike, records: list[HOIRecord], relative_to: Path | None = None) -> Path:

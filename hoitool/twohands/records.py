@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hoitool.data.records import VECTOR_FIELDS
+from hoitool.data.records import VECTOR_FIELDS, read_records
 from hoitool.errors import InputError
 from hoitool.hand.model import HandParams
 
@@ -103,28 +103,8 @@ def parse_twohand(obj, where: str, base: Path | None = None) -> TwoHandRecord:
 
 
 def read_twohand_manifest(path: str | os.PathLike) -> list[TwoHandRecord]:
-    """Read and validate a two-hand JSONL manifest; records without an id get '<stem>-<line>'."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"manifest not found: {path}")
-    records, seen = [], set()
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            r = parse_twohand(obj, f"{path}:{n}", path.parent)
-            r.id = r.id or f"{path.stem}-{n:06d}"
-            if r.id in seen:
-                raise InputError(f"{path}:{n}: duplicate id {r.id!r}")
-            seen.add(r.id)
-            records.append(r)
-    if not records:
-        raise InputError(f"manifest {path} has no records")
-    return records
+    """Read and validate a two-hand JSONL manifest (see hoitool.data.records.read_records)."""
+    return read_records(path, parse_twohand)
 
 
 def manifest_is_twohand(path: str | os.PathLike) -> bool:
