@@ -10,7 +10,7 @@ setup:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned: the CPU wheel (a CUDA build already installed at 2.13.0 is kept).
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[render,sam,dev]'
+	$(BIN)/pip install -e '.[render,sam,ray,dev]'
 	# the offline hand detector in .venv-detect (optional: everything but --detect works without it)
 	$(MAKE) setup-detect || echo "warning: the hand keypoint detector was not set up (see above): --detect needs it; run make setup-detect"
 

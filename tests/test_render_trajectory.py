@@ -124,7 +124,7 @@ def test_segmentation_colours_and_occlusion():
 def test_render_frame_maps_agree_with_geometry_and_read_back(right_hand, tmp_path):
     """A grasp on a box: keypoint pixels project the 3D labels; depth at the object's pixels
     matches the box's camera-frame depth range; normals are unit and face the camera; the frame
-    reads back the same (depth within 0.1 mm)."""
+    reads back the same (depth exactly)."""
     import trimesh
 
     from hoitool.render.hoi_frame import read_frame, render_frame, write_frame
@@ -151,7 +151,7 @@ def test_render_frame_maps_agree_with_geometry_and_read_back(right_hand, tmp_pat
     write_frame(tmp_path, f, "000")
     back = read_frame(tmp_path, "000")
     assert np.array_equal(back.rgb, f.rgb) and np.array_equal(back.object_mask, f.object_mask)
-    assert np.abs(back.depth - f.depth).max() <= 0.5e-4 + 1e-7
+    assert np.array_equal(back.depth, f.depth)
     assert np.allclose(back.normals[fg], f.normals[fg], atol=0.02)
     assert back.labels == json.loads(json.dumps(f.labels))
 

@@ -8,6 +8,7 @@ from hoitool.cli.doctor import doctor
 from hoitool.cli.grasp import evaluate_app, grasp, rank
 from hoitool.cli.prepare_data import prepare_data
 from hoitool.cli.reconstruct import reconstruct
+from hoitool.cli.render import render
 from hoitool.cli.sample import sample
 from hoitool.cli.twohands import evaluate_twohands_cmd, twohands
 from hoitool.cli.train import app as train_app
@@ -31,6 +32,7 @@ app.add_typer(evaluate_app, name="evaluate")
 app.command("reconstruct")(reconstruct)
 app.command("twohands")(twohands)
 evaluate_app.command("twohands")(evaluate_twohands_cmd)
+app.command("render")(render)
 app.command("view")(view)
 
 

@@ -1,11 +1,11 @@
 """One rendered HOI frame with its exact labels (HOIDiffusion's stage 1), written and read back.
 
     frame = render_frame(hand, params_o, mesh, camera, cTo)    # hand params and mesh in the object frame
-    write_frame(folder, frame, stem="000")                      # 000_rgb.png, 000_depth.png, ... 000_labels.json
+    write_frame(folder, frame, stem="000")                      # 000_rgb.png, 000_depth.npz, ... 000_labels.json
     frame = read_frame(folder, "000")                           # the same arrays and labels
 
-Maps: colour (H, W, 3) uint8; depth (H, W) metres, 0 = background (stored losslessly as 16-bit
-PNG in tenths of a millimetre); hand and object masks; segmentation in HOIDiffusion's colours;
+Maps: colour (H, W, 3) uint8; depth (H, W) metres, 0 = background (stored as float32
+in a compressed .npz: lossless); hand and object masks; segmentation in HOIDiffusion's colours;
 surface normals (H, W, 3) in the camera frame (OpenCV), unit, 0 on background (rendered from
 the meshes' vertex normals, split along sharp edges and interpolated across smooth ones; stored
 as 8-bit (n + 1) / 2); the 2D skeleton image.
@@ -15,6 +15,7 @@ camera frames), the object pose cTo, the intrinsics.
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +27,9 @@ import trimesh
 from hoitool.geometry.camera import Camera
 from hoitool.geometry.transforms import np_apply
 from hoitool.hand.model import HandModel, HandParams
-from hoitool.utils.io import atomic_path, write_text
+from hoitool.utils.io import atomic_path
 
-DEPTH_UNIT_M = 1e-4
+PNG_MAPS = ("rgb", "normals", "segmentation", "skeleton")
 MAPS = ("rgb", "depth", "normals", "segmentation", "skeleton")
 
 
@@ -50,9 +51,22 @@ def _params_to_camera(hand: HandModel, params_o: HandParams, cTo: np.ndarray) ->
     return transform_params(hand, params_o, torch.as_tensor(cTo, dtype=torch.float32))
 
 
-def _normal_map(meshes_c: list[trimesh.Trimesh], camera: Camera) -> np.ndarray:
+def _normal_mesh(m: trimesh.Trimesh, split: bool):
+    """A pyrender mesh whose colours encode `m`'s vertex normals; with `split`, vertices are split
+    along sharp edges first (a box's faces keep their own normals; smooth surfaces need not)."""
+    from hoitool.render.offscreen import _pyrender
+
+    if split:
+        m = m.smooth_shaded
+    vn = m.vertex_normals
+    colours = np.clip(np.round((vn + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    tm = trimesh.Trimesh(m.vertices, m.faces, vertex_colors=np.concatenate([colours, np.full((len(vn), 1), 255, np.uint8)], 1), process=False)
+    return _pyrender().Mesh.from_trimesh(tm, smooth=True)
+
+
+def _normal_map(meshes: list, camera: Camera) -> np.ndarray:
     """(H, W, 3) unit normals of the visible surfaces (camera frame), from an unlit render of
-    vertex normals encoded as colours."""
+    vertex normals encoded as colours (`meshes`: from _normal_mesh, camera frame)."""
     from hoitool.render.offscreen import _opencv_to_opengl, _pyrender, _renderers
 
     pyrender = _pyrender()
@@ -62,12 +76,8 @@ def _normal_map(meshes_c: list[trimesh.Trimesh], camera: Camera) -> np.ndarray:
     if r is None:
         r = _renderers[key] = pyrender.OffscreenRenderer(W, H)
     scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[1.0, 1.0, 1.0])
-    for m in meshes_c:
-        m = m.smooth_shaded  # vertices split along sharp edges (a box's faces keep their own normals)
-        vn = m.vertex_normals
-        colours = np.clip(np.round((vn + 1.0) * 127.5), 0, 255).astype(np.uint8)
-        tm = trimesh.Trimesh(m.vertices, m.faces, vertex_colors=np.concatenate([colours, np.full((len(vn), 1), 255, np.uint8)], 1), process=False)
-        scene.add(pyrender.Mesh.from_trimesh(tm, smooth=True))
+    for m in meshes:
+        scene.add(m)
     cam = pyrender.IntrinsicsCamera(camera.fx, camera.fy, camera.cx + 0.5, camera.cy + 0.5, znear=0.005, zfar=20.0)
     scene.add(cam, pose=_opencv_to_opengl())
     colour, depth = r.render(scene, flags=pyrender.RenderFlags.FLAT)
@@ -78,10 +88,12 @@ def _normal_map(meshes_c: list[trimesh.Trimesh], camera: Camera) -> np.ndarray:
 
 
 def render_frame(hand: HandModel, params_o: HandParams, mesh: trimesh.Trimesh, camera: Camera, cTo: np.ndarray,
-                 appearance=None) -> HOIFrame:
+                 appearance=None, cache: dict | None = None) -> HOIFrame:
     """Render one hand (params in the object frame, batch 1) and the object through `camera`
     placed by cTo (object -> OpenCV camera); `appearance` (hoitool.render.appearance.Appearance)
-    sets the background image, colours and lights (default: white, the usual colours)."""
+    sets the background image, colours and lights (default: white, the usual colours). Frames of
+    one trajectory (same mesh, camera and cTo) may share a `cache` dict: the object's normal
+    mesh is then built once."""
     from hoitool.render.conditions import segmentation_image, skeleton_image
     from hoitool.render.offscreen import HAND_COLOR, OBJECT_COLOR, RenderMesh, render_camera
 
@@ -104,47 +116,70 @@ def render_frame(hand: HandModel, params_o: HandParams, mesh: trimesh.Trimesh, c
         "hand_object_frame": {k: v[0].round(7).tolist() for k, v in params_o.numpy().items()},
         "hand_camera_frame": {k: v[0].round(7).tolist() for k, v in params_c.numpy().items()},
         "cTo": np.asarray(cTo).round(7).tolist(), "intrinsics": camera.to_dict(),
-        "depth_unit_m": DEPTH_UNIT_M,
     }
+    if cache is not None and "object_normals" in cache:
+        obj_n = cache["object_normals"]
+    else:
+        obj_n = _normal_mesh(obj_c, split=True)
+        if cache is not None:
+            cache["object_normals"] = obj_n
+    # the hand is smooth everywhere: its own vertex normals, no split
+    normals = _normal_map([_normal_mesh(hand_c, split=False), obj_n], camera)
     return HOIFrame(rgb, rc.depth, hand_mask, obj_mask, segmentation_image(hand_mask, obj_mask),
-                    _normal_map([hand_c, obj_c], camera), skeleton_image(uv, (camera.height, camera.width)), labels)
+                    normals, skeleton_image(uv, (camera.height, camera.width)), labels)
 
 
-def _png(path: Path, array: np.ndarray) -> None:
+def _png_bytes(array: np.ndarray) -> bytes:
     from PIL import Image
 
-    with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG", compress_level=1)  # fast; lossless at any level
+    return buf.getvalue()
+
+
+def encode_frame(frame: HOIFrame, stem: str) -> dict[str, bytes]:
+    """A frame's files as {file name: bytes} (labels last): PNG maps, depth as float32 metres in
+    a compressed .npz (lossless), labels as JSON. Encoding is deterministic, so the same frame
+    gives the same bytes in any process."""
+    normals = np.where((frame.depth > 0)[..., None], np.round((frame.normals + 1.0) * 127.5), 0).astype(np.uint8)
+    arrays = {"rgb": frame.rgb, "normals": normals, "segmentation": frame.segmentation, "skeleton": frame.skeleton}
+    files = {f"{stem}_{name}.png": _png_bytes(arrays[name]) for name in PNG_MAPS}
+    buf = io.BytesIO()
+    np.savez_compressed(buf, depth=frame.depth.astype(np.float32))
+    files[f"{stem}_depth.npz"] = buf.getvalue()
+    files[f"{stem}_labels.json"] = json.dumps(frame.labels).encode()
+    return files
+
+
+def write_files(folder: str | Path, files: dict[str, bytes]) -> list[Path]:
+    """Write {name: bytes} into `folder`, each file atomically, in the order given."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, data in files.items():
+        with atomic_path(folder / name) as tmp:
+            tmp.write_bytes(data)
+        paths.append(folder / name)
+    return paths
 
 
 def write_frame(folder: str | Path, frame: HOIFrame, stem: str) -> list[Path]:
-    """Write a frame's maps as PNGs and its labels as JSON (written last: a frame with labels is complete)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    depth = np.clip(np.round(frame.depth / DEPTH_UNIT_M), 0, 65535).astype(np.uint16)
-    normals = np.where((frame.depth > 0)[..., None], np.round((frame.normals + 1.0) * 127.5), 0).astype(np.uint8)
-    arrays = {"rgb": frame.rgb, "depth": depth, "normals": normals, "segmentation": frame.segmentation, "skeleton": frame.skeleton}
-    paths = []
-    for name in MAPS:
-        p = folder / f"{stem}_{name}.png"
-        _png(p, arrays[name])
-        paths.append(p)
-    p = folder / f"{stem}_labels.json"
-    write_text(p, json.dumps(frame.labels))
-    return paths + [p]
+    """Write a frame's maps and its labels (written last: a frame with labels is complete)."""
+    return write_files(folder, encode_frame(frame, stem))
 
 
 def read_frame(folder: str | Path, stem: str) -> HOIFrame:
-    """Read a frame written by `write_frame`: depth back in metres, normals as unit vectors,
-    masks from the segmentation colours."""
+    """Read a frame written by `write_frame` (or `hoitool render`): depth in metres as rendered,
+    normals as unit vectors (0 on background), masks from the segmentation colours, labels as a dict."""
     from PIL import Image
 
     from hoitool.render.conditions import SEG_HAND, SEG_OBJECT
 
     folder = Path(folder)
     labels = json.loads((folder / f"{stem}_labels.json").read_text())
-    img = {name: np.asarray(Image.open(folder / f"{stem}_{name}.png")) for name in MAPS}
-    depth = img["depth"].astype(np.float32) * float(labels.get("depth_unit_m", DEPTH_UNIT_M))
+    img = {name: np.asarray(Image.open(folder / f"{stem}_{name}.png").convert("RGB")) for name in PNG_MAPS}
+    with np.load(folder / f"{stem}_depth.npz") as z:
+        depth = z["depth"].astype(np.float32)
     n = img["normals"].astype(np.float32) / 127.5 - 1.0
     n /= np.linalg.norm(n, axis=-1, keepdims=True).clip(1e-6)
     n[depth <= 0] = 0
@@ -164,4 +199,5 @@ def render_trajectory(hand: HandModel, grasp_o: HandParams, mesh: trimesh.Trimes
     camera, cTo = look_at_camera(centre, rng, size=size)
     look = random_appearance(rng, size) if vary else None
     traj = grasp_trajectory(hand, grasp_o, frames)
-    return [render_frame(hand, traj[k], mesh, camera, cTo, look) for k in range(frames)], camera, cTo
+    cache: dict = {}
+    return [render_frame(hand, traj[k], mesh, camera, cTo, look, cache) for k in range(frames)], camera, cTo
