@@ -6,6 +6,7 @@ import typer
 
 from hoitool.cli.doctor import doctor
 from hoitool.cli.grasp import evaluate_app, grasp, rank
+from hoitool.cli.hoidiff import synthesize
 from hoitool.cli.prepare_data import prepare_data
 from hoitool.cli.reconstruct import reconstruct
 from hoitool.cli.render import render
@@ -34,6 +35,7 @@ app.command("twohands")(twohands)
 evaluate_app.command("twohands")(evaluate_twohands_cmd)
 app.command("render")(render)
 app.command("view")(view)
+app.command("synthesize")(synthesize)
 
 
 @app.callback()

@@ -15,6 +15,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from hoitool.cli.common import console, err_console, plain, progress_bar, setup_logging, summary, user_errors
+from hoitool.cli.hoidiff import train_hoidiff
 
 app = typer.Typer(help="Train a model (see `hoitool train MODEL --help`).", no_args_is_help=True, add_completion=False)
 
@@ -246,3 +247,6 @@ def train_twohand_features(
         with _train_progress("twohand-features") as update:
             res = train(task, cfg, update)
         _report("twohand-features", res, cfg)
+
+
+app.command("hoidiff")(train_hoidiff)

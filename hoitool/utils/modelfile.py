@@ -10,10 +10,12 @@ import torch
 from hoitool.assets import asset_dir
 from hoitool.errors import HoiError, InputError
 
-DEFAULTS = {"vqvae": "ghop_vqvae.pt", "ghop": "ghop_prior.pt", "twohands": "twohands.pt", "twohands_features": "twohands_features.pt"}
+DEFAULTS = {"vqvae": "ghop_vqvae.pt", "ghop": "ghop_prior.pt", "twohands": "twohands.pt", "twohands_features": "twohands_features.pt",
+            "hoidiff": "hoidiff.pt"}
 #: How to make each default when it is missing.
 MAKERS = {"vqvae": "scripts/train_default_prior.py", "ghop": "scripts/train_default_prior.py",
-          "twohands": "scripts/train_default_twohands.py", "twohands_features": "scripts/train_default_twohands.py"}
+          "twohands": "scripts/train_default_twohands.py", "twohands_features": "scripts/train_default_twohands.py",
+          "hoidiff": "scripts/train_default_hoidiff.py"}
 
 
 def default_model_path(kind: str) -> Path:
