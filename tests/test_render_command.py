@@ -198,3 +198,45 @@ def test_render_dataset_reader_refuses_other_folders(tmp_path, rendered):
     with pytest.raises(InputError, match="line 1"):
         read_index(bad)
     assert json.loads((rendered / "render.json").read_text())["frames"] == 12
+
+
+def test_renders_train_and_synthesize_end_to_end(tmp_path, rendered):
+    """Real renders -> a 2-step default model at 32 px -> one image per frame at the render's size,
+    each with its frame's labels byte for byte."""
+    from PIL import Image
+
+    from hoitool.render.dataset import read_index
+
+    run = tmp_path / "run"
+    r = runner.invoke(app, ["train", "hoidiff", "--data", str(rendered), "--out", str(run), "--steps", "2", "--batch-size", "4",
+                            "--resolution", "32", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "images"
+    r = runner.invoke(app, ["synthesize", str(rendered), "--model", str(run), "--out", str(out), "--steps", "2", "--limit", "2",
+                            "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    for t in read_index(rendered)[:2]:
+        for s in t.stems:
+            img = np.asarray(Image.open(out / "trajectories" / t.id / f"{s}_image.png"))
+            assert img.shape == (96, 96, 3)
+            assert (out / "trajectories" / t.id / f"{s}_labels.json").read_bytes() == (t.dir / f"{s}_labels.json").read_bytes()
+    assert not (out / "trajectories" / "000002").exists()
+
+
+@pytest.mark.slow
+def test_render_synthetic_plans_grasps_then_renders(tmp_path):
+    """--synthetic N: N grasps planned into OUT/corpus (a prepared folder), one trajectory each."""
+    from hoitool.data.prepared import read_index as prepared_index
+    from hoitool.render.dataset import read_index
+
+    out = tmp_path / "syn"
+    r = runner.invoke(app, ["render", "--synthetic", "2", "--out", str(out), "--frames", "2", "--size", "48", "-j", "1"])
+    assert r.exit_code == 0, r.output
+    trajs = read_index(out)
+    assert len(trajs) == len(prepared_index(out / "corpus")) == 2
+    assert trajs[0].category == prepared_index(out / "corpus")[0]["category"]
+    # the same command again: nothing to do, nothing changed
+    before = _tree(out)
+    r = runner.invoke(app, ["render", "--synthetic", "2", "--out", str(out), "--frames", "2", "--size", "48", "-j", "1"])
+    assert r.exit_code == 0, r.output
+    assert _tree(out) == before
