@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--runs", default="runs/hoidiff-default")
     ap.add_argument("--renders", default=None, help="A render folder to reuse instead of rendering one.")
     ap.add_argument("--trajectories", type=int, default=320, help="Synthetic trajectories to render (8 frames each).")
-    ap.add_argument("--steps", type=int, default=7000)
+    ap.add_argument("--steps", type=int, default=10000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--no-install", action="store_true", help="Do not copy the model into assets/models/.")

@@ -68,7 +68,13 @@ class HoiDiffusion:
 
         dev = self.device
         N = len(noise)
-        sch = noise_scheduler(self.cfg.schedule, "ddim")
+        schedule = dict(self.cfg.schedule)
+        if self.vae is None:
+            # pixel space: images lie in [-1, 1], so DDIM's x0 estimate is clipped there. Without it
+            # the first steps (alpha_bar ~ 1e-9 at t = T - 1 of the cosine schedule) divide the
+            # epsilon error by ~3e-5 and the samples never recover from it.
+            schedule.update(clip_sample=True, clip_sample_range=1.0)
+        sch = noise_scheduler(schedule, "ddim")
         sch.set_timesteps(steps)
         feats = self.model.adapter_features({n: c.to(dev) for n, c in conditions.items()})
         guided = guidance != 1.0

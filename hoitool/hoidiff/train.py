@@ -3,7 +3,7 @@
     task = HoiDiffTask("RENDERS", HoiDiffOptions(base="sd-v1-4"))      # or base=None: the default model
     train(task, TrainConfig(out="runs/hoidiff", steps=50_000, batch_size=8, lr=1e-5))
 
-Loss: MSE of the UNet's epsilon (or v, as the base's scheduler says) on noised images (latents
+Loss: MSE of the UNet's prediction (v for the default model; epsilon or v as a base's scheduler says) on noised images (latents
 of the base's VAE, or pixels for the default model), timesteps uniform over T = 1000. Every
 sample's draws (prompt dropout, VAE posterior sample, noise, timestep) come from its own
 generator keyed by (seed, step, position in the global batch).
