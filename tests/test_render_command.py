@@ -26,7 +26,8 @@ def _grasp_folder(folder: Path, right_hand, n: int = 3) -> Path:
     pose = torch.zeros(n, 45)
     pose[:, 2::3] = torch.linspace(0.0, 0.4, n)[:, None]
     params = HandParams(torch.zeros(n, 3), pose, torch.zeros(n, 10), torch.tensor([[0.0, 0.0, 0.1]]).repeat(n, 1), "right")
-    write_grasps(folder, GraspSet(params, 1.0, None, "box", {}))
+    # scored (lower is better), best last in the file: a render lists the best first
+    write_grasps(folder, GraspSet(params, 1.0, np.arange(n, dtype=np.float64)[::-1].copy(), "box", {}))
     return folder
 
 
@@ -63,16 +64,28 @@ def test_render_a_grasp_folder_writes_every_map_and_labels_that_agree(rendered, 
     assert (rendered / "contact_sheet.png").is_file() and (rendered / "maps.png").is_file()
     for t in trajs:
         assert t.stems == ["000", "001", "002", "003"]
-        gif = Image.open(t.dir / "approach.gif")
-        assert gif.n_frames == 4
+        gif = Image.open(t.dir / "approach.gif")  # GIF merges identical frames (hand not yet in view), adding their times
+        total = 0
+        for k in range(gif.n_frames):
+            gif.seek(k)
+            total += gif.info["duration"]
+        assert 1 <= gif.n_frames <= 4 and total == 4 * 120
         assert np.asarray(Image.open(t.background)).shape == (96, 96, 3)
     t = trajs[1]
     last = read_frame(t.dir, t.stems[-1])
     lab = last.labels
     assert lab["category"] == "box" and lab["frame"] == 3 and lab["approach_fraction"] == 1.0
-    # the last frame is the grasp itself: its object-frame hand is the source's second grasp
+    # the last frame is the grasp itself: the second best of the source (scores 2, 1, 0: grasp 1)
     src = np.asarray(lab["hand_object_frame"]["hand_pose"])
     assert np.allclose(src[2::3], 0.2, atol=1e-5) and np.allclose(src[0::3], 0.0)
+    best = read_frame(trajs[0].dir, "003").labels["hand_object_frame"]["hand_pose"]
+    assert np.allclose(np.asarray(best)[2::3], 0.4, atol=1e-5)
+    # the camera sees the whole approach: every keypoint well in front, the grasp frame in the image
+    for tr in trajs:
+        for s in tr.stems:
+            fl = read_frame(tr.dir, s).labels
+            assert min(z for _, _, z in fl["keypoints_3d_camera_m"]) >= 0.15
+        assert all(read_frame(tr.dir, tr.stems[-1]).labels["keypoints_in_image"])
     # the labelled 3D keypoints are the hand model's, in the camera frame given by cTo
     cTo = np.asarray(lab["cTo"])
     p = HandParams.from_numpy({k: np.asarray(v, np.float32)[None] for k, v in lab["hand_object_frame"].items()}, side="right")
@@ -111,6 +124,33 @@ def test_workers_and_a_resumed_run_write_the_same_bytes(tmp_path, grasps, render
     text = " ".join(r.output.replace("│", " ").split())
     assert "2 rendered now, 1 already done" in text, text
     assert _tree(out3) == _tree(rendered)
+    # a smaller --limit later keeps what is there
+    r = runner.invoke(app, ["render", str(grasps), "--out", str(out3), "--frames", "4", "--size", "96", "-j", "1", "--limit", "1"])
+    assert r.exit_code == 0, r.output
+    assert _tree(out3) == _tree(rendered)
+
+
+def test_a_changed_source_is_rendered_again(tmp_path, grasps):
+    """Resuming over a grasp set rewritten under the same path redoes the trajectories whose grasp changed."""
+    import shutil
+
+    src = tmp_path / "g"
+    shutil.copytree(grasps, src)
+    out = tmp_path / "o"
+    args = ["render", str(src), "--out", str(out), "--frames", "2", "--size", "48", "-j", "1", "--plain"]
+    assert runner.invoke(app, args).exit_code == 0
+    before = _tree(out)
+    with np.load(src / "grasps.npz") as z:
+        d = {k: z[k] for k in z.files}
+    d["transl"][2, 2] += 0.01  # grasp 2 is the best: trajectory 000000
+    np.savez(src / "grasps.npz", **d)
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.replace("│", " ").split())
+    assert "1 rendered now, 2 already done" in text, text
+    after = _tree(out)
+    assert after["trajectories/000001/001_rgb.png"] == before["trajectories/000001/001_rgb.png"]
+    assert after["trajectories/000000/001_labels.json"] != before["trajectories/000000/001_labels.json"]
 
 
 def test_ray_tasks_write_the_same_files_as_a_local_run(tmp_path, grasps, rendered):

@@ -121,8 +121,7 @@ def _grasp_jobs(source: Path) -> list[RenderJob]:
     mesh, _ = grasp_object(source, None, None, gs.mesh_scale)
     v, f = _mesh_arrays(mesh)
     d = gs.params.numpy()
-    order = np.asarray(gs.extra.get("order", np.arange(gs.params.batch_size)))
-    # best first when the set is ranked
+    order = np.asarray(gs.order)  # best first when the set is scored, else as stored
     cat = gs.category or "object"
     return [RenderJob(k, f"{k:06d}", cat, gs.params.side, _row(d, int(i)), v, f, f"{source}#{int(i)}") for k, i in enumerate(order)]
 
@@ -155,6 +154,9 @@ def _prepared_jobs(source: Path, mano_dir: str | None, limit: int | None) -> lis
     from hoitool.data.prepared import load_record, read_index
     from hoitool.geometry.mesh import load_mesh
 
+    from hoitool.train.tasks import prepared_hand
+
+    prepared_hand(source, mano_dir)  # the hand the folder was made with, or one clear line
     index = read_index(source)
     if not index:
         raise InputError(f"{source} holds no records: prepare data first (hoitool prepare-data)")
@@ -167,7 +169,7 @@ def _prepared_jobs(source: Path, mano_dir: str | None, limit: int | None) -> lis
             mesh, _ = load_mesh(rec.object_mesh, scale=rec.scale)
             meshes[key] = _mesh_arrays(mesh)
         v, f = meshes[key]
-        jobs.append(RenderJob(k, f"{k:06d}", rec.category, rec.side, {k2: v2[None].astype(np.float32) for k2, v2 in rec.hand.numpy().items() if k2 in HAND_KEYS},
+        jobs.append(RenderJob(k, f"{k:06d}", rec.category, rec.side, {k2: np.asarray(v2, np.float32).reshape(1, -1) for k2, v2 in rec.hand.numpy().items() if k2 in HAND_KEYS},
                               v, f, f"{source}#{rec.id}"))
     return jobs
 
@@ -225,6 +227,32 @@ def _obj_bytes(v: np.ndarray, f: np.ndarray) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+MIN_DEPTH_M = 0.15
+"""Every keypoint of every frame stays at least this far in front of the camera."""
+CAMERA_DRAWS = 100
+
+
+def _camera_for(centre: np.ndarray, kp_o: np.ndarray, frames: int, rng: np.random.Generator, size: int):
+    """A look-at camera (hoitool.render.trajectory.look_at_camera) redrawn from `rng` until the
+    whole approach is usable: every keypoint of every frame at least MIN_DEPTH_M in front of the
+    camera, and the grasp frame's keypoints all inside the image. After CAMERA_DRAWS draws the
+    last one is kept (its labels say which keypoints are in view)."""
+    from hoitool.render.trajectory import look_at_camera
+
+    last = kp_o[-(len(kp_o) // frames):]
+    for tries in range(1, CAMERA_DRAWS + 1):
+        camera, cTo = look_at_camera(centre, rng, size=size)
+        p = kp_o @ cTo[:3, :3].T + cTo[:3, 3]
+        q = last @ cTo[:3, :3].T + cTo[:3, 3]
+        if p[:, 2].min() < MIN_DEPTH_M or q[:, 2].min() <= 0:
+            continue
+        u = camera.fx * q[:, 0] / q[:, 2] + camera.cx
+        v = camera.fy * q[:, 1] / q[:, 2] + camera.cy
+        if (u >= 0).all() and (u <= size - 1).all() and (v >= 0).all() and (v <= size - 1).all():
+            break
+    return camera, cTo, tries
+
+
 def render_job(job: RenderJob, opts: dict) -> tuple[dict, dict[str, bytes]]:
     """Render one trajectory; returns its index record and its files {name: bytes}, labels of
     every frame after its maps. Depends only on the job and the options."""
@@ -233,26 +261,30 @@ def render_job(job: RenderJob, opts: dict) -> tuple[dict, dict[str, bytes]]:
     from hoitool.hand.model import HandParams
     from hoitool.render.appearance import random_appearance
     from hoitool.render.hoi_frame import _png_bytes, encode_frame, render_frame
-    from hoitool.render.trajectory import grasp_trajectory, look_at_camera
+    from hoitool.render.trajectory import grasp_trajectory
 
-    torch.set_num_threads(1)
     hand = _hand(job.side, opts["mano_dir"])
     mesh = trimesh.Trimesh(job.vertices, job.faces, process=False)
     rng = np.random.default_rng([int(opts["seed"]), int(job.index)])
     size, frames = int(opts["size"]), int(opts["frames"])
     centre = (np.asarray(mesh.bounds[0]) + np.asarray(mesh.bounds[1])) / 2
-    camera, cTo = look_at_camera(centre, rng, size=size)
-    look = random_appearance(rng, size) if opts["vary"] else None
     grasp = HandParams.from_numpy(job.params, side=job.side)
     traj = grasp_trajectory(hand, grasp, frames)
+    with torch.no_grad():
+        kp_o = hand(traj).keypoints.numpy().reshape(-1, 3)  # every frame's keypoints, object frame
+    camera, cTo, tries = _camera_for(centre, kp_o, frames, rng, size)
+    look = random_appearance(rng, size) if opts["vary"] else None
     files: dict[str, bytes] = {}
     rgbs = []
     cache: dict = {}
     stems = [f"{k:03d}" for k in range(frames)]
     for k, stem in enumerate(stems):
         fr = render_frame(hand, traj[k], mesh, camera, cTo, look, cache)
+        uv, z = np.asarray(fr.labels["keypoints_2d_px"]), np.asarray(fr.labels["keypoints_3d_camera_m"])[:, 2]
+        inside = (z > 0) & (uv[:, 0] >= -0.5) & (uv[:, 0] <= size - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] <= size - 0.5)
         fr.labels.update({"category": job.category, "trajectory": job.id, "frame": k, "frames": frames,
-                          "approach_fraction": k / (frames - 1)})
+                          "approach_fraction": k / (frames - 1), "keypoints_in_image": inside.tolist(),
+                          "camera_draws": tries})
         files.update(encode_frame(fr, stem))
         rgbs.append(fr.rgb)
     bg = look.background if look is not None else np.full((size, size, 3), 255, np.uint8)
@@ -260,13 +292,39 @@ def render_job(job: RenderJob, opts: dict) -> tuple[dict, dict[str, bytes]]:
     files["object.obj"] = _obj_bytes(job.vertices, job.faces)
     files["approach.gif"] = _gif_bytes(rgbs)
     record = {"id": job.id, "dir": f"{TRAJECTORIES}/{job.id}", "category": job.category, "stems": stems,
-              "background": "background.png", "side": job.side, "source": job.source, "index": job.index}
+              "background": "background.png", "side": job.side, "source": job.source, "index": job.index, "job": job_key(job)}
     return record, files
+
+
+def job_key(job: RenderJob) -> str:
+    """A digest of what a trajectory is made from (grasp, side, category, object mesh): a resumed
+    run redoes a trajectory whose source changed under the same path."""
+    import hashlib
+
+    h = hashlib.sha256(f"{job.index}|{job.side}|{job.category}".encode())
+    for k in HAND_KEYS:
+        h.update(np.ascontiguousarray(job.params[k], dtype=np.float32).tobytes())
+    h.update(np.ascontiguousarray(job.vertices, dtype=np.float64).tobytes())
+    h.update(np.ascontiguousarray(job.faces, dtype=np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core
 
 
 def _render_task(args: tuple) -> tuple[dict, dict[str, bytes]]:
     job, opts = args
     return render_job(job, opts)
+
+
+def _ray_task(job: RenderJob, opts: dict, vertices: np.ndarray, faces: np.ndarray) -> tuple[dict, dict[str, bytes]]:
+    import dataclasses
+
+    _worker_init()
+    return render_job(dataclasses.replace(job, vertices=vertices, faces=faces), opts)
 
 
 # ----------------------------------------------------------------------------------------
@@ -280,9 +338,9 @@ def settings(source: str, opts: RenderOptions) -> dict:
     return {"source": source, **d}
 
 
-def check_or_write_config(out: Path, wanted: dict) -> list[str]:
+def check_or_write_config(out: Path, wanted: dict) -> dict[str, str | None]:
     """Refuse an output folder holding another render (or anything else); write config.yaml for
-    a fresh one. Returns the ids already finished."""
+    a fresh one. Returns the trajectories already finished: id -> job key."""
     cfg_path = out / "config.yaml"
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} is a file: pass a folder to --out")
@@ -296,11 +354,12 @@ def check_or_write_config(out: Path, wanted: dict) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     if not cfg_path.is_file():
         write_text(cfg_path, yaml.safe_dump(wanted, sort_keys=False))
-    done, lines = [], []
+    done, lines = {}, []
     if (out / INDEX).is_file():
         for line in (out / INDEX).read_text().splitlines():
             try:
-                done.append(json.loads(line)["id"])
+                r = json.loads(line)
+                done[r["id"]] = r.get("job")
                 lines.append(line)
             except (ValueError, KeyError):  # a line cut by a crash mid-write: that trajectory is redone
                 continue
@@ -318,8 +377,9 @@ def _write_trajectory(out: Path, record: dict, files: dict[str, bytes]) -> None:
         os.fsync(fh.fileno())
 
 
-def _finish_index(out: Path, ids: list[str]) -> None:
-    """Rewrite index.jsonl in job order (one line per id, the last written wins)."""
+def _finish_index(out: Path) -> None:
+    """Rewrite index.jsonl in job order (one line per id, the last written wins; trajectories of
+    an earlier run with a larger --limit are kept)."""
     recs = {}
     for line in (out / INDEX).read_text().splitlines():
         try:
@@ -327,7 +387,8 @@ def _finish_index(out: Path, ids: list[str]) -> None:
             recs[r["id"]] = r
         except (ValueError, KeyError):
             continue
-    write_text(out / INDEX, "".join(json.dumps(recs[i]) + "\n" for i in ids if i in recs))
+    order = sorted(recs, key=lambda i: (int(recs[i].get("index", 0)), i))
+    write_text(out / INDEX, "".join(json.dumps(recs[i]) + "\n" for i in order))
 
 
 def _sheets(out: Path, n: int) -> list[Path]:
@@ -363,7 +424,11 @@ def _sheets(out: Path, n: int) -> list[Path]:
     return written
 
 
-def _ray_map(tasks: list[tuple], address: str, workers: int, on_done: Callable) -> None:
+def _ray_map(jobs: list[RenderJob], job_opts: dict, address: str, workers: int, on_done: Callable, in_flight: int = 64) -> None:
+    """Each job a Ray task; every distinct object mesh is put in the object store once, and at
+    most `in_flight` tasks wait at a time (a million jobs never sit in memory as tasks)."""
+    import dataclasses
+
     from hoitool.errors import require
 
     ray = require("ray", "ray", "render --ray")
@@ -378,9 +443,21 @@ def _ray_map(tasks: list[tuple], address: str, workers: int, on_done: Callable) 
                              "start a cluster (ray start --head) or pass --ray local") from None
         started = True
     try:
-        remote = ray.remote(num_cpus=1, max_retries=2)(_render_task)
-        pending = [remote.remote(t) for t in tasks]
-        while pending:
+        remote = ray.remote(num_cpus=1, max_retries=2)(_ray_task)
+        meshes: dict[int, tuple] = {}
+        pending: list = []
+        queue = iter(jobs)
+        while True:
+            for job in queue:
+                key = id(job.vertices)
+                if key not in meshes:
+                    meshes[key] = (ray.put(job.vertices), ray.put(job.faces), job.vertices)  # keep the array alive: ids stay unique
+                v, f, _ = meshes[key]
+                pending.append(remote.remote(dataclasses.replace(job, vertices=None, faces=None), job_opts, v, f))
+                if len(pending) >= in_flight:
+                    break
+            if not pending:
+                break
             ready, pending = ray.wait(pending, num_returns=1)
             on_done(ray.get(ready[0]))
     finally:
@@ -395,8 +472,8 @@ def render_dataset(jobs: list[RenderJob], out: Path, opts: RenderOptions, source
     t0 = time.perf_counter()
     if not jobs:
         raise InputError(f"{source} has no grasp to render")
-    done = set(check_or_write_config(out, settings(source, opts)))
-    todo = [j for j in jobs if j.id not in done]
+    done = check_or_write_config(out, settings(source, opts))
+    todo = [j for j in jobs if j.id not in done or done[j.id] != job_key(j)]
     job_opts = {"seed": opts.seed, "size": opts.size, "frames": opts.frames, "vary": opts.vary, "mano_dir": opts.mano_dir}
     count = [len(jobs) - len(todo)]
     if progress:
@@ -409,12 +486,11 @@ def render_dataset(jobs: list[RenderJob], out: Path, opts: RenderOptions, source
         if progress:
             progress(count[0], len(jobs))
 
-    tasks = [(j, job_opts) for j in todo]
     if ray_address:
-        _ray_map(tasks, ray_address, opts.workers, on_done)
+        _ray_map(todo, job_opts, ray_address, opts.workers, on_done)
     else:
-        run_tasks(tasks, _render_task, opts.workers, on_done)
-    _finish_index(out, [j.id for j in jobs])
+        run_tasks([(j, job_opts) for j in todo], _render_task, opts.workers, on_done, initializer=_worker_init, inline_init=False)
+    _finish_index(out)
     written = [out / "config.yaml", out / INDEX, out / TRAJECTORIES]
     if opts.sheet:
         try:

@@ -1,7 +1,7 @@
 """A folder of rendered HOI trajectories (`hoitool render`'s output), listed and read back.
 
     RENDERS/index.jsonl              one line per finished trajectory (appended when its files are complete)
-    RENDERS/trajectories/ID/         000_rgb.png 000_depth.png 000_normals.png 000_segmentation.png
+    RENDERS/trajectories/ID/         000_rgb.png 000_depth.npz 000_normals.png 000_segmentation.png
                                      000_skeleton.png 000_labels.json ... 007_*, background.png,
                                      object.obj (object frame), approach.gif
 
@@ -35,7 +35,9 @@ class RenderedTrajectory:
     meta: dict = field(default_factory=dict)
 
     def frame_paths(self, stem: str, name: str) -> Path:
-        return self.dir / f"{stem}_{name}.png"
+        """The file of one map of a frame: STEM_NAME.png, STEM_depth.npz, STEM_labels.json."""
+        ext = {"depth": "npz", "labels": "json"}.get(name, "png")
+        return self.dir / f"{stem}_{name}.{ext}"
 
 
 def is_render_folder(root: str | Path) -> bool:
