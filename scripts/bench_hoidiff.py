@@ -21,7 +21,8 @@ ceiling (resized to G first, so they carry the same loss of resolution).
    against the segmentation conditions resized (nearest) to S.
 2. Hand keypoints. MediaPipe Hands (the `detect` extra, hoitool.hand.detect.detect_keypoints, in
    .venv-detect; it returns confidence 0 for "no hand"; its 21 keypoints are in hoitool's order)
-   on every frame, upscaled (bicubic) to at least 256 px. PCK@alpha counts a keypoint as correct
+   on every frame whose 21 keypoints are all in view (in front, inside the image), upscaled
+   (bicubic) to at least 256 px. PCK@alpha counts a keypoint as correct
    within alpha * max side of the true 2D keypoint box (alpha 0.1, 0.2), over the images where a
    hand was found (`pck_detected`) and over all (`pck_all`: misses are wrong); detection rate.
    `real` is the colour render resized to G; `real_full` at its own size.
@@ -130,6 +131,7 @@ class HeldoutFrames:
     labels: np.ndarray  # (T, F, R, R) uint8 classes
     keypoints: np.ndarray  # (T, F, 21, 2) pixels at R
     sides: list[str]  # per trajectory
+    in_view: np.ndarray  # (T, F) bool: all 21 keypoints in front of the camera and inside the image
 
 
 def subset_renders(src: Path, dst: Path, n: int) -> list[RenderedTrajectory]:
@@ -156,7 +158,7 @@ def load_heldout(trajs: list[RenderedTrajectory]) -> HeldoutFrames:
     from hoitool.render.hoi_frame import read_frame
 
     stems = trajs[0].stems
-    rgb, lab, kp, sides = [], [], [], []
+    rgb, lab, kp, sides, view = [], [], [], [], []
     for t in trajs:
         if t.stems != stems:
             raise SystemExit(f"trajectory {t.id} has frames {t.stems}, not {stems} like the first: render the held-out folder with one --frames")
@@ -164,11 +166,21 @@ def load_heldout(trajs: list[RenderedTrajectory]) -> HeldoutFrames:
         rgb.append([f.rgb for f in frames])
         lab.append([segmentation_labels(f.segmentation) for f in frames])
         kp.append([np.asarray(f.labels["keypoints_2d_px"], np.float64) for f in frames])
+        view.append([_in_view(f.labels, f.rgb.shape[0]) for f in frames])
         sides.append(str(frames[0].labels.get("hand_side", t.meta.get("side", "right"))))
     rgb = np.asarray(rgb)
     if rgb.shape[2] != rgb.shape[3]:
         raise SystemExit(f"held-out renders are {rgb.shape[3]}x{rgb.shape[2]}: the benchmark expects square renders")
-    return HeldoutFrames([t.id for t in trajs], stems, rgb, np.asarray(lab), np.asarray(kp), sides)
+    return HeldoutFrames([t.id for t in trajs], stems, rgb, np.asarray(lab), np.asarray(kp), sides, np.asarray(view, bool))
+
+
+def _in_view(labels: dict, size: int) -> bool:
+    """All keypoints in front of the camera and inside the image (the render's own flags when it has them)."""
+    if "keypoints_in_image" in labels:
+        return bool(all(labels["keypoints_in_image"]))
+    uv = np.asarray(labels["keypoints_2d_px"], np.float64)
+    z = np.asarray(labels["keypoints_3d_camera_m"], np.float64)[:, 2]
+    return bool((z > 0).all() and (uv >= -0.5).all() and (uv <= size - 0.5).all())
 
 
 def load_generated(out: Path, data: HeldoutFrames) -> np.ndarray:
@@ -358,10 +370,14 @@ def _detect(images: np.ndarray, sides: list[str], render_size: int) -> tuple[np.
     return kp, found
 
 
-def _pck_report(kp: np.ndarray, found: np.ndarray, truth: np.ndarray) -> dict:
-    rep = {"images": int(found.size), "detection_rate": round(float(found.mean()), 4)}
+def _pck_report(kp: np.ndarray, found: np.ndarray, truth: np.ndarray, in_view: np.ndarray) -> dict:
+    """PCK over the frames whose hand is wholly in view (the others have no full skeleton to match)."""
+    m = in_view.reshape(-1)
+    kp, found, truth = kp.reshape(-1, 21, 2)[m], found.reshape(-1)[m], truth.reshape(-1, 21, 2)[m]
+    rep = {"images": int(m.sum()), "images_left_out_hand_not_in_view": int((~m).sum()),
+           "detection_rate": round(float(found.mean()), 4) if m.any() else float("nan")}
     for a in ALPHAS:
-        p = pck(kp.reshape(-1, 21, 2), truth.reshape(-1, 21, 2), a, found.reshape(-1))
+        p = pck(kp, truth, a, found)
         rep[f"pck@{a}"] = {"detected": round(p.pck_detected, 4), "all": round(p.pck_all, 4)}
     return rep
 
@@ -529,7 +545,7 @@ def run(args, work: Path, detector: str | None) -> dict:
                      "alphas": list(ALPHAS)}
         for k, ims in {"real_full": data.rgb, **sources}.items():
             kp, found = _detect(ims, data.sides, R)
-            keypoints[k] = _pck_report(kp, found, data.keypoints)
+            keypoints[k] = _pck_report(kp, found, data.keypoints, data.in_view)
 
     # ---- temporal consistency
     temporal = {k: _consistency(v, data) for k, v in {"real_full": data.rgb, **sources}.items()}

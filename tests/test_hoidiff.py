@@ -404,6 +404,19 @@ def test_synthesize_video_and_a_subset_of_conditions(default_run, renders, tmp_p
 
     cfg = yaml.safe_load((tmp_path / "v" / "config.yaml").read_text())
     assert cfg["video"] is True and cfg["conditions"] == ["skeleton", "segmentation"]
+    # the anchor (the middle frame, 001) attends to itself twice: plain self-attention, the same image
+    # as without --video; the other frames attend to it too, so they change
+    res = runner.invoke(app, ["synthesize", str(renders), "--model", str(default_run), "--out", str(tmp_path / "nv"), "--steps", "2",
+                              "--conditions", "skeleton,segmentation", "--limit", "1", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    from PIL import Image
+
+    def img(folder, stem):
+        return np.asarray(Image.open(tmp_path / folder / "trajectories" / "000000" / f"{stem}_image.png")).astype(int)
+
+    changed = {s: int((img("v", s) != img("nv", s)).sum()) for s in ("000", "001", "002")}
+    assert np.abs(img("v", "001") - img("nv", "001")).max() <= 1
+    assert changed["000"] > 10 * changed["001"] + 10 and changed["002"] > 10 * changed["001"] + 10, changed
 
 
 def _one_line_error(res, *words):

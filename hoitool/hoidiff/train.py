@@ -98,6 +98,13 @@ def noise_scheduler(schedule: dict, kind: str = "ddpm"):
     return cls(**{k: v for k, v in schedule.items() if k in keys})
 
 
+def _image_side(path: Path) -> int:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.size[0]
+
+
 def background_step(seed: int, step: int, prob: float) -> bool:
     """Whether step `step` trains on background images (depends on (seed, step) alone)."""
     return prob > 0 and numpy_rng(seed, step, "hoidiff-background").random() < prob
@@ -123,6 +130,14 @@ class HoiDiffTask:
         self.data_root = Path(data)
         self.model_cfg = model_config(self.opts)
         self.frames = RenderFrames(data, self.model_cfg.resolution, self.model_cfg.conditions, self.opts.background_prompt)
+        tr = self.frames.trajectories[0]
+        side = _image_side(tr.dir / f"{tr.stems[0]}_rgb.png")
+        if side < self.model_cfg.resolution:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "the renders are %d px, the model trains at %d px: they are upsampled (blurry targets); render with --size %d",
+                side, self.model_cfg.resolution, self.model_cfg.resolution)
         self.scheduler = noise_scheduler(self.model_cfg.schedule)
         self.text = None
         self.vae = None
