@@ -107,7 +107,16 @@ def test_stop_signal_is_taken_at_a_step_boundary_and_the_run_resumes_exactly(tin
     assert signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, signals._raise)  # handlers restored
 
 
-def test_ctrl_c_right_after_the_optimiser_step_does_not_apply_a_batch_twice(tiny_prepared, tmp_path, monkeypatch):
+@pytest.fixture
+def sigint_raises():
+    """Ctrl-C raises KeyboardInterrupt here even when the suite runs as a background job (a shell
+    starts those with SIGINT ignored, and Python keeps it so)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def test_ctrl_c_right_after_the_optimiser_step_does_not_apply_a_batch_twice(tiny_prepared, tmp_path, monkeypatch, sigint_raises):
     """Before: Ctrl-C between opt.step() and step += 1 saved updated weights with the old step,
     so the resumed run applied that batch again (its losses left the uninterrupted curve)."""
     task = VQVAETask(tiny_prepared, TINY_VQ)
@@ -131,7 +140,7 @@ def test_ctrl_c_right_after_the_optimiser_step_does_not_apply_a_batch_twice(tiny
     assert np.allclose(full.losses[3:], rest.losses, rtol=1e-5, atol=1e-7), (full.losses, rest.losses)
 
 
-def test_read_model_takes_the_newer_of_model_pt_and_last_pt(tiny_prepared, tmp_path):
+def test_read_model_takes_the_newer_of_model_pt_and_last_pt(tiny_prepared, tmp_path, sigint_raises):
     """Before: model.pt (step 2) won over a newer checkpoints/last.pt (step 3)."""
     from hoitool.prior.checkpoint import read_model
 
