@@ -225,6 +225,16 @@ def test_bad_sources_and_outputs_end_in_one_line_and_write_nothing(tmp_path, gra
     assert not out.exists()
 
 
+def test_dry_run_prints_the_options_and_writes_nothing(tmp_path, grasps):
+    import yaml
+
+    out = tmp_path / "dry[x]"
+    r = runner.invoke(app, ["render", str(grasps), "--out", str(out), "--frames", "5", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    d = yaml.safe_load(r.output)
+    assert d["options"]["frames"] == 5 and d["out"] == str(out) and not out.exists()
+
+
 def test_render_dataset_reader_refuses_other_folders(tmp_path, rendered):
     from hoitool.errors import InputError
     from hoitool.render.dataset import read_index

@@ -23,6 +23,7 @@ def render(
     workers: int = typer.Option(max(1, min(os.cpu_count() or 1, 8)), "--workers", "-j", min=1, help="Parallel worker processes."),
     ray: Optional[str] = typer.Option(None, "--ray", help="Run trajectories as tasks on a Ray cluster: its address (host:port, ray://..., auto) or 'local' (needs hoitool[ray])."),
     mano_dir: Optional[Path] = typer.Option(None, "--mano-dir", help="Folder with MANO_RIGHT.pkl / MANO_LEFT.pkl (default: the open hand)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved options and exit (nothing is planned or written)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
 ) -> None:
     """Render approach trajectories to grasps: per frame colour, depth, masks, segmentation, normals, the 2D skeleton
@@ -37,6 +38,13 @@ def render(
                              else "nothing to render: give SOURCE (a grasp, samples or prepared folder) or --synthetic N")
         opts = RenderOptions(frames=frames, size=size, seed=seed, vary=not plain_look, workers=workers,
                              mano_dir=str(mano_dir) if mano_dir else None, limit=limit)
+        if dry_run:
+            from hoitool.cli.common import console, plain
+            from hoitool.utils.config import dump_yaml
+
+            console.print(plain(dump_yaml({"source": str(source) if source else f"synthetic:{synthetic}", "out": str(out),
+                                           "ray": ray, "options": opts})))
+            return
         if ray is not None:
             from hoitool.errors import require
 
