@@ -31,9 +31,7 @@ import math
 import os
 import signal
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable
 
@@ -47,6 +45,7 @@ from hoitool.data.vocab import canonical_category
 from hoitool.errors import HoiError, InputError
 from hoitool.utils.config import to_dict
 from hoitool.utils.io import atomic_path, save_npz, write_json, write_text
+from hoitool.utils.pool import run_tasks
 
 log = logging.getLogger(__name__)
 
@@ -367,21 +366,8 @@ def _run(tasks: list, fn, cfg: PrepareConfig, planner: bool, on_done: Callable[[
         for t in tasks:
             on_done(fn(t))
         return
-    ctx = get_context("spawn")
-    ex = ProcessPoolExecutor(max_workers=min(cfg.workers, len(tasks)), mp_context=ctx, initializer=_init_worker,
-                             initargs=(cfg.mano_dir, pcfg, 1, True))
-    try:
-        futures = [ex.submit(fn, t) for t in tasks]
-        for f in as_completed(futures):
-            on_done(f.result())
-    except BaseException:
-        # stop now: finished shards are on disk, unfinished ones left nothing but .part files
-        procs = list(getattr(ex, "_processes", {}).values())
-        ex.shutdown(wait=False, cancel_futures=True)
-        for p in procs:
-            p.terminate()
-        raise
-    ex.shutdown()
+    # on an error or Ctrl-C the pool stops at once: finished shards are on disk, unfinished ones left only .part files
+    run_tasks(tasks, fn, cfg.workers, on_done, initializer=_init_worker, initargs=(cfg.mano_dir, pcfg, 1, True), inline_init=False)
 
 
 def _resolve_categories(names: list[str] | None) -> list[str]:

@@ -19,9 +19,7 @@ import json
 import logging
 import math
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable
 
@@ -33,6 +31,7 @@ from hoitool.data.synthetic.twohands import BIMANUAL_OBJECTS, HAND_TYPES, INTERA
 from hoitool.errors import HoiError, InputError
 from hoitool.twohands.records import TwoHandRecord, read_twohand_manifest, write_twohand_manifest
 from hoitool.utils.io import atomic_path, save_npz, write_json, write_text
+from hoitool.utils.pool import run_tasks
 
 log = logging.getLogger(__name__)
 
@@ -177,18 +176,7 @@ def _run(tasks: list[dict], cfg: TwoHandPrepareConfig, on_done: Callable[[dict],
         for t in tasks:
             on_done(_chunk(t))
         return
-    ex = ProcessPoolExecutor(max_workers=min(cfg.workers, len(tasks)), mp_context=get_context("spawn"),
-                             initializer=_init_worker, initargs=(cfg.mano_dir, pcfg, 1, True))
-    try:
-        for f in as_completed([ex.submit(_chunk, t) for t in tasks]):
-            on_done(f.result())
-    except BaseException:
-        procs = list(getattr(ex, "_processes", {}).values())
-        ex.shutdown(wait=False, cancel_futures=True)
-        for p in procs:
-            p.terminate()
-        raise
-    ex.shutdown()
+    run_tasks(tasks, _chunk, cfg.workers, on_done, initializer=_init_worker, initargs=(cfg.mano_dir, pcfg, 1, True), inline_init=False)
 
 
 def _synthetic_records(cfg: TwoHandPrepareConfig, tasks: list[dict]) -> tuple[list[TwoHandRecord], dict]:
