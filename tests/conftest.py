@@ -30,3 +30,12 @@ def tiny_prepared(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny") / "data"
     prepare(PrepareConfig(out=out, synthetic=4, categories=["box", "ball"], grasps_per_object=2, workers=1, preview=False))
     return out
+
+
+@pytest.fixture(scope="session")
+def fake_mano(tmp_path_factory):
+    """A stand-in MANO folder (the open hand in MANO's file layout, with a non-zero mean pose and
+    a random PCA basis); see tests/fake_mano.py."""
+    from fake_mano import make_fake_mano_dir
+
+    return make_fake_mano_dir(tmp_path_factory.mktemp("mano"))

@@ -3,48 +3,22 @@
 
 import pickle
 import sys
-import types
 
 import numpy as np
-import scipy.sparse
 import torch
 
 from hoitool.assets import asset_dir
 from hoitool.hand import HandModel, HandParams
 from hoitool.hand.mano_io import read_model_file
 
-
-def _fake_chumpy_file(path, arrays):
-    """Pickle arrays the way the released MANO files do: chumpy objects and a sparse regressor."""
-    mod = types.ModuleType("chumpy")
-    sub = types.ModuleType("chumpy.ch")
-
-    class Ch:
-        def __init__(self, x):
-            self.x = x
-
-        def __getstate__(self):
-            return {"x": self.x, "_dirty": True}
-
-    Ch.__module__, Ch.__qualname__ = "chumpy.ch", "Ch"
-    sub.Ch = Ch
-    sys.modules["chumpy"], sys.modules["chumpy.ch"] = mod, sub
-    try:
-        data = {k: Ch(np.asarray(v, dtype=np.float64)) for k, v in arrays.items() if k in ("v_template", "shapedirs", "posedirs", "hands_mean")}
-        data.update(f=arrays["f"].astype(np.uint32), weights=arrays["weights"].astype(np.float64),
-                    kintree_table=arrays["kintree_table"], hands_components=arrays["hands_components"].astype(np.float64),
-                    J_regressor=scipy.sparse.csc_matrix(arrays["J_regressor"].astype(np.float64)), bs_style="lbs")
-        with open(path, "wb") as f:
-            pickle.dump(data, f, protocol=2)
-    finally:
-        del sys.modules["chumpy"], sys.modules["chumpy.ch"]
+from fake_mano import write_chumpy_file
 
 
 def test_reads_chumpy_pickles_without_chumpy(tmp_path, monkeypatch):
     monkeypatch.setenv("HOITOOL_CACHE", str(tmp_path / "cache"))
     for side in ("right", "left"):
         arrays = read_model_file(asset_dir() / "hand" / f"open_hand_{side}.pkl")
-        _fake_chumpy_file(tmp_path / f"MANO_{side.upper()}.pkl", arrays)
+        write_chumpy_file(tmp_path / f"MANO_{side.upper()}.pkl", arrays)
     assert "chumpy" not in sys.modules
     got = read_model_file(tmp_path / "MANO_RIGHT.pkl")
     assert np.allclose(got["v_template"], read_model_file(asset_dir() / "hand" / "open_hand_right.pkl")["v_template"])

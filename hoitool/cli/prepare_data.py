@@ -16,7 +16,13 @@ def prepare_data(
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="JSONL manifest of HOI records (see README, 'Manifest format')."),
     synthetic: int = typer.Option(0, "--synthetic", help="Generate this many records of the procedural synthetic corpus instead."),
     two_hands: int = typer.Option(0, "--two-hands", min=0, help="Generate this many two-hand interactions (hand-hand and bimanual grasps) instead."),
-    categories: Optional[str] = typer.Option(None, "--categories", help="Synthetic categories, comma-separated (default: all 14)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Convert a public dataset from its released layout: dexycb, ho3d, oakink, grab, arctic, obman, hoi4d, mow (one hand); interhand, arctic-two-hands (two hands). See README, 'Datasets'."),
+    root: Optional[Path] = typer.Option(None, "--root", help="--dataset: the dataset's root folder, as its authors release it."),
+    objects: Optional[Path] = typer.Option(None, "--objects", help="--dataset: where its object meshes are when they ship separately (YCB models for ho3d, ShapeNetCore.v2 for obman, ...)."),
+    stride: int = typer.Option(1, "--stride", min=1, help="--dataset: keep every STRIDE-th frame of each sequence."),
+    max_records: Optional[int] = typer.Option(None, "--max-records", min=1, help="--dataset: stop after this many converted records."),
+    max_gap_mm: float = typer.Option(10.0, "--max-gap-mm", help="--dataset (one hand): skip frames whose hand is farther than this from the object (0: keep all)."),
+    categories: Optional[str] = typer.Option(None, "--categories", help="Categories, comma-separated: synthetic objects to make (default: all 14), or --dataset records to keep (default: all)."),
     grasps_per_object: Optional[int] = typer.Option(None, "--grasps-per-object", min=1, help="Synthetic grasps planned per object [default: 8]."),
     scale: Optional[float] = typer.Option(None, "--scale", help="Multiply manifest mesh coordinates by this (0.001 for millimetres) [default: 1]."),
     workers: int = typer.Option(max(1, min(os.cpu_count() or 1, 8)), "--workers", "-j", min=1, help="Parallel worker processes."),
@@ -35,11 +41,24 @@ def prepare_data(
     with user_errors():
         from hoitool.twohands.records import manifest_is_twohand
 
+        conv = None
+        if dataset is None:
+            given = [n for n, v in (("--root", root), ("--objects", objects), ("--max-records", max_records),
+                                    ("--stride", stride if stride != 1 else None)) if v is not None]
+            if given:
+                raise InputError(f"{', '.join(given)} {'apply' if len(given) > 1 else 'applies'} to --dataset only")
+        else:
+            conv = _convert_dataset(dataset, root, objects, out, categories, stride, max_records, max_gap_mm, mano_dir,
+                                    manifest, synthetic, two_hands, dry_run)
+            if conv is None:
+                return
+            manifest, categories = conv.manifest, None
+
         if two_hands > 0 or (manifest is not None and manifest_is_twohand(manifest)):
             given = [n for n, v in (("--synthetic", synthetic or None), ("--categories", categories), ("--grasps-per-object", grasps_per_object)) if v is not None]
             if given:
                 raise InputError(f"{', '.join(given)} cannot be combined with two-hand data: drop {'them' if len(given) > 1 else 'it'}")
-            _prepare_twohands(out, manifest, two_hands, scale, workers, seed, no_preview, mano_dir, dry_run)
+            _prepare_twohands(out, manifest, two_hands, scale, workers, seed, no_preview, mano_dir, dry_run, conv)
             return
         # options of the other mode would be ignored yet look as if they did something: refused
         if manifest is not None:
@@ -80,10 +99,42 @@ def prepare_data(
         if nothing:
             lines.append(f"warning: {len(nothing)} record(s) touch nothing (no finger or palm within the contact distance), "
                          f"e.g. {', '.join(map(str, nothing[:3]))}")
-        summary("prepare-data", res.written, lines)
+        summary("prepare-data", _conv_written(conv) + res.written, _conv_lines(conv) + lines)
 
 
-def _prepare_twohands(out, manifest, two_hands, scale, workers, seed, no_preview, mano_dir, dry_run) -> None:
+def _convert_dataset(name, root, objects, out, categories, stride, max_records, max_gap_mm, mano_dir, manifest, synthetic,
+                     two_hands, dry_run):
+    """--dataset: the dataset converted into OUT/dataset/records.jsonl (None after --dry-run)."""
+    from hoitool.data.datasets.base import ConvertOptions
+    from hoitool.data.datasets.convert import check_root, convert
+    from hoitool.errors import InputError
+    from hoitool.utils.config import dump_yaml
+
+    given = [n for n, v in (("--manifest", manifest), ("--synthetic", synthetic or None), ("--two-hands", two_hands or None)) if v is not None]
+    if given:
+        raise InputError(f"--dataset reads its own records: drop {', '.join(given)}")
+    if root is None:
+        raise InputError("--dataset needs --root: the dataset's root folder")
+    opts = ConvertOptions(dataset=name, root=root.expanduser(), work=out / "dataset", objects=objects, mano_dir=str(mano_dir) if mano_dir else None,
+                          categories=[c.strip() for c in categories.split(",") if c.strip()] if categories else None,
+                          max_records=max_records, stride=stride, max_gap_mm=max_gap_mm)
+    ds = check_root(opts)
+    if dry_run:
+        console.print(plain(dump_yaml(opts)))
+        return None
+    with progress_bar(f"converting {ds.title}") as update:
+        return convert(opts, progress=update)
+
+
+def _conv_lines(conv) -> list[str]:
+    return [] if conv is None else conv.tally.summary_lines()
+
+
+def _conv_written(conv) -> list:
+    return [] if conv is None else conv.written
+
+
+def _prepare_twohands(out, manifest, two_hands, scale, workers, seed, no_preview, mano_dir, dry_run, conv=None) -> None:
     from hoitool.errors import InputError
     from hoitool.twohands.prepare import TwoHandPrepareConfig, check_config, prepare_twohands
     from hoitool.utils.config import dump_yaml
@@ -113,4 +164,4 @@ def _prepare_twohands(out, manifest, two_hands, scale, workers, seed, no_preview
         lines.append(f"hand-hand penetration: mean {s['penetration_volume_cm3']['mean']:.3f} cm^3, max {s['penetration_volume_cm3']['max']:.3f} cm^3")
     if two_hands and res.records < two_hands:
         lines.append(f"warning: {res.records} records, not the {two_hands} asked for: the planner found too few (see stats.json)")
-    summary("prepare-data", res.written, lines)
+    summary("prepare-data", _conv_written(conv) + res.written, _conv_lines(conv) + lines)

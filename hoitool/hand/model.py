@@ -191,6 +191,20 @@ class HandModel(torch.nn.Module):
         return f"side={self.side}, source={self.source}, vertices={self.num_vertices}"
 
 
+def transform_params(model: HandModel, params: HandParams, T: torch.Tensor) -> HandParams:
+    """The same hand moved by the rigid transforms T (B, 4, 4) (or (4, 4)): new global_orient and
+    transl, exact for the model's own wrist joint (smplx rotates about J0, which depends on the
+    betas and on the model: moving MANO parameters needs the MANO model)."""
+    from hoitool.geometry.rotations import matrix_to_axis_angle
+
+    T = T.to(params.transl).expand(params.batch_size, 4, 4)
+    R = T[:, :3, :3] @ axis_angle_to_matrix(params.global_orient)
+    J0 = model.rest_joints(params.betas)[:, 0]
+    # v' = T (R (v - J0) + J0 + t): rotation R' about J0, translation T_R (J0 + t) + T_t - J0
+    transl = (T[:, :3, :3] @ (J0 + params.transl)[..., None])[..., 0] + T[:, :3, 3] - J0
+    return HandParams(matrix_to_axis_angle(R), params.hand_pose, params.betas, transl, params.side)
+
+
 def _fix_mano_left_shapedirs(layer) -> None:
     """The released MANO_LEFT.pkl has the x components of its shape directions with the wrong
     sign, so betas do not mean the same on both sides. MANO's first direction is close to a

@@ -46,7 +46,7 @@ class HOIFrame:
 
 
 def _params_to_camera(hand: HandModel, params_o: HandParams, cTo: np.ndarray) -> HandParams:
-    from hoitool.twohands.params import transform_params
+    from hoitool.hand.model import transform_params
 
     return transform_params(hand, params_o, torch.as_tensor(cTo, dtype=torch.float32))
 

@@ -22,7 +22,7 @@ import torch
 
 from hoitool.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rot6d, rot6d_to_matrix
 from hoitool.hand.mirror import mirror_axis_angle
-from hoitool.hand.model import HandModel, HandParams
+from hoitool.hand.model import HandModel, HandParams, transform_params  # noqa: F401 (re-exported)
 
 #: Middle finger MCP in MANO joint order (the anchor point of each hand).
 MCP = 4
@@ -47,14 +47,6 @@ def place_hand(model: HandModel, R: torch.Tensor, mcp: torch.Tensor, hand_pose: 
     J = model.rest_joints(betas)
     transl = mcp - (R @ (J[:, MCP] - J[:, 0])[..., None])[..., 0] - J[:, 0]
     return HandParams(matrix_to_axis_angle(R), hand_pose, betas, transl, model.side)
-
-
-def transform_params(model: HandModel, params: HandParams, T: torch.Tensor) -> HandParams:
-    """The same hand moved by the rigid transforms T (B, 4, 4) (or (4, 4)): new global_orient and transl."""
-    T = T.to(params.transl).expand(params.batch_size, 4, 4)
-    R = T[:, :3, :3] @ axis_angle_to_matrix(params.global_orient)
-    mcp = (T[:, :3, :3] @ knuckle(model, params)[..., None])[..., 0] + T[:, :3, 3]
-    return place_hand(model, R, mcp, params.hand_pose, params.betas)
 
 
 def to_vectors(right_model: HandModel, left_model: HandModel, right: HandParams, left: HandParams,

@@ -1,0 +1,170 @@
+"""Run one dataset converter: records in the object frame, the contact filter, the tally, and
+the generic manifest (`OUT/dataset/records.jsonl`) that `prepare-data` turns into shards.
+
+The manifest keeps the dataset's own mesh files (absolute paths); meshes a converter derives
+(e.g. an articulated object at one frame's angle) go to `OUT/dataset/meshes/`. A one-hand record
+whose nearest hand vertex is farther than `max_gap_mm` from the object's surface is skipped as
+"not in contact" (approach and release frames of a video): G-HOP's prior is of grasps.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from hoitool.data.datasets import dataset as get_dataset
+from hoitool.data.datasets.base import Context, ConvertOptions, Skip
+from hoitool.data.records import HOIRecord, write_manifest
+from hoitool.errors import InputError
+from hoitool.utils.io import write_json
+
+
+@dataclass
+class Tally:
+    """Counts of what a conversion read, kept and skipped (with a first example per reason)."""
+
+    looked_at: int = 0
+    kept: int = 0
+    skipped: dict = field(default_factory=dict)
+    """reason -> {"count": n, "example": where}"""
+
+    def skip(self, s: Skip) -> None:
+        self.looked_at += s.count
+        d = self.skipped.setdefault(s.reason, {"count": 0, "example": s.where})
+        d["count"] += s.count
+
+    def summary_lines(self) -> list[str]:
+        lines = [f"read {self.looked_at} annotated frames: kept {self.kept}, skipped {self.looked_at - self.kept}"]
+        for reason, d in sorted(self.skipped.items(), key=lambda kv: -kv[1]["count"]):
+            lines.append(f"  skipped {d['count']}: {reason}" + (f" (e.g. {d['example']})" if d["example"] else ""))
+        return lines
+
+
+@dataclass
+class ConvertResult:
+    manifest: Path
+    hands: str
+    """'one' or 'two'."""
+    tally: Tally
+    seconds: float
+    written: list[Path]
+
+
+class _ContactFilter:
+    """Distance from a posed hand to an object's surface (dense surface samples, cached per mesh)."""
+
+    def __init__(self, ctx: Context, max_gap_m: float):
+        self.ctx, self.max_gap_m = ctx, max_gap_m
+        self._trees: dict[tuple[str, float], object] = {}
+
+    def _tree(self, mesh_path: str, scale: float):
+        key = (mesh_path, scale)
+        if key not in self._trees:
+            from scipy.spatial import cKDTree
+
+            from hoitool.geometry.mesh import load_mesh
+
+            mesh, _ = load_mesh(mesh_path, scale)
+            pts, _ = mesh.sample(20000, return_index=True) if len(mesh.faces) else (mesh.vertices, None)
+            self._trees[key] = cKDTree(np.concatenate([np.asarray(pts), mesh.vertices]))
+        return self._trees[key]
+
+    def gap_m(self, r: HOIRecord) -> float:
+        with torch.no_grad():
+            v = self.ctx.hand(r.side)(r.hand_params()).vertices[0].numpy()
+        d, _ = self._tree(r.object_mesh, r.scale).query(v, k=1)
+        return float(d.min())
+
+
+def check_root(opts: ConvertOptions):
+    """The dataset, after checking the root, the objects folder and the hand model (one line each)."""
+    ds = get_dataset(opts.dataset)
+    root = Path(opts.root).expanduser()
+    if not root.is_dir():
+        raise InputError(f"--root {root} is not a folder: point it at the {ds.title} root ({ds.layout})")
+    gone = ds.check(root)
+    if gone:
+        raise InputError(f"{root} does not look like {ds.title}: missing {gone}; expected {ds.layout} (see {ds.source})")
+    if opts.objects is not None and not Path(opts.objects).expanduser().is_dir():
+        raise InputError(f"--objects {opts.objects} is not a folder: {ds.objects_help or 'drop it, this dataset ships its meshes'}")
+    if ds.mano == "required" and not (opts.mano_dir or os.environ.get("HOITOOL_MANO_DIR")):
+        raise InputError(f"{ds.title} stores MANO parameters that only the MANO model reads correctly: "
+                         "pass --mano-dir FOLDER (with MANO_RIGHT.pkl and MANO_LEFT.pkl)")
+    if opts.stride < 1:
+        raise InputError(f"--stride must be 1 or more, got {opts.stride}")
+    if opts.max_records is not None and opts.max_records < 1:
+        raise InputError(f"--max-records must be 1 or more, got {opts.max_records}")
+    return ds
+
+
+def convert(opts: ConvertOptions, progress: Callable[[int, int], None] | None = None) -> ConvertResult:
+    """Convert a dataset into `opts.work/records.jsonl` (written atomically, only when it changed)."""
+    t0 = time.time()
+    ds = check_root(opts)
+    opts.work = Path(opts.work)
+    opts.work.mkdir(parents=True, exist_ok=True)
+    ctx = Context(opts)
+    tally = Tally()
+    keep = _ContactFilter(ctx, opts.max_gap_mm / 1000) if ds.hands == "one" and opts.max_gap_mm > 0 else None
+    records, seen = [], set()
+    for item in ds.read(ctx):
+        if isinstance(item, Skip):
+            tally.skip(item)
+            continue
+        tally.looked_at += 1
+        if ds.hands == "one" and not ctx.want(item.category):
+            tally.skip(Skip("category not in --categories", item.id, count=0))
+            continue
+        if keep is not None:
+            gap = keep.gap_m(item)
+            if gap > keep.max_gap_m:
+                tally.skip(Skip(f"hand more than {opts.max_gap_mm:g} mm from the object (not in contact)", item.id, count=0))
+                continue
+        if item.id in seen:
+            raise InputError(f"{ds.title}: two records with the id {item.id!r} (a converter defect: please report it)")
+        seen.add(item.id)
+        records.append(item)
+        tally.kept += 1
+        if progress is not None:
+            progress(tally.kept, opts.max_records)
+        if opts.max_records is not None and tally.kept >= opts.max_records:
+            break
+    if not records:
+        why = "; ".join(tally.summary_lines()[1:]).strip() or "nothing was found"
+        raise InputError(f"no {ds.title} records were converted from {opts.root} ({why.strip()}): check --root, --categories and --stride")
+    manifest = opts.work / "records.jsonl"
+    _write_if_changed(manifest, records, ds.hands)
+    report = opts.work / "conversion.json"
+    write_json(report, {"dataset": ds.name, "title": ds.title, "root": str(Path(opts.root).resolve()), "source": ds.source,
+                        "stride": opts.stride, "categories": opts.categories, "max_records": opts.max_records,
+                        "max_gap_mm": opts.max_gap_mm, "looked_at": tally.looked_at, "kept": tally.kept,
+                        "skipped": tally.skipped})
+    return ConvertResult(manifest, ds.hands, tally, time.time() - t0, [manifest, report])
+
+
+def _write_if_changed(path: Path, records: list, hands: str) -> None:
+    """Atomic write; an unchanged manifest keeps its file (and so its time stamp)."""
+    if hands == "two":
+        from hoitool.twohands.records import write_twohand_manifest as write
+    else:
+        write = write_manifest
+    tmp = path.with_name(".records.new.jsonl")
+    write(tmp, records)
+    if path.exists() and path.read_bytes() == tmp.read_bytes():
+        tmp.unlink()
+        return
+    os.replace(tmp, path)
+
+
+def describe(name: str) -> dict:
+    """A dataset's converter facts, for --help and the README table."""
+    ds = get_dataset(name)
+    return {"name": ds.name, "title": ds.title, "hands": ds.hands, "source": ds.source, "layout": ds.layout,
+            "mano": ds.mano, "objects": ds.objects_help}
+
