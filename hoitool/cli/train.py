@@ -68,6 +68,23 @@ def _report(name: str, res, cfg) -> None:
     summary(f"train {name}", res.written, lines)
 
 
+def _data_weights(text: str | None, data: list[Path]) -> list[float] | None:
+    """--data-weights as numbers, one per --data folder (None when not given)."""
+    from hoitool.errors import InputError
+
+    if text is None:
+        return None
+    try:
+        w = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise InputError(f"--data-weights must be numbers separated by commas, got {text!r}") from None
+    if len(w) != len(data):
+        raise InputError(f"--data-weights has {len(w)} numbers for {len(data)} --data folder(s): give one per folder")
+    if any(not (x >= 0) or x == float("inf") for x in w) or sum(w) <= 0:
+        raise InputError(f"--data-weights must be non-negative and not all zero, got {text!r}")
+    return w
+
+
 def _train_config(out, steps, batch_size, lr, device, resume, seed, checkpoint_every, log_every, **kw):
     from hoitool.train.loop import TrainConfig
 
@@ -77,7 +94,8 @@ def _train_config(out, steps, batch_size, lr, device, resume, seed, checkpoint_e
 
 @app.command("vqvae")
 def train_vqvae(
-    data: Path = typer.Option(..., "--data", help="Prepared folder (hoitool prepare-data)."),
+    data: list[Path] = typer.Option(..., "--data", help="Prepared folder (hoitool prepare-data); repeat to train on several (real and synthetic) at once."),
+    data_weights: Optional[str] = typer.Option(None, "--data-weights", help="Share of samples drawn from each --data folder, comma-separated (e.g. 1,1 = half each) [default: in proportion to their sizes]."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
     steps: int = typer.Option(800, "--steps", min=1, help="Optimiser steps in all."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Global batch (split over torchrun processes)."),
@@ -106,11 +124,12 @@ def train_vqvae(
         if bottleneck not in ("continuous", "vq"):
             raise InputError(f"--bottleneck must be continuous or vq, got {bottleneck!r}")
         model = VQVAEConfig(patch=patch, channels=channels, codebook_size=codebook_size, bottleneck=bottleneck)
+        weights = _data_weights(data_weights, data)
         cfg = _train_config(out, steps, batch_size, lr, device, resume, seed, checkpoint_every, log_every, betas=(0.5, 0.9))
         if dry_run:
-            console.print(plain(dump_yaml({"train": cfg, "model": model, "data": str(data)})))
+            console.print(plain(dump_yaml({"train": cfg, "model": model, "data": [str(d) for d in data], "data_weights": weights})))
             return
-        task = VQVAETask(data, model)
+        task = VQVAETask(list(data), model, weights=weights)
         with _train_progress("vqvae") as update:
             res = train(task, cfg, update)
         _report("vqvae", res, cfg)
@@ -118,7 +137,8 @@ def train_vqvae(
 
 @app.command("ghop")
 def train_ghop(
-    data: Path = typer.Option(..., "--data", help="Prepared folder (hoitool prepare-data)."),
+    data: list[Path] = typer.Option(..., "--data", help="Prepared folder (hoitool prepare-data); repeat to train on several (real and synthetic) at once."),
+    data_weights: Optional[str] = typer.Option(None, "--data-weights", help="Share of samples drawn from each --data folder, comma-separated (e.g. 1,1 = half each) [default: in proportion to their sizes]."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
     vqvae: Optional[Path] = typer.Option(None, "--vqvae", help="VQ-VAE run folder or model.pt (default: the shipped one)."),
     steps: int = typer.Option(1000, "--steps", min=1, help="Optimiser steps in all."),
@@ -150,6 +170,7 @@ def train_ghop(
     setup_logging(verbose)
     with user_errors():
         model = UNetConfig(channels=channels)
+        weights = _data_weights(data_weights, data)
         if prediction not in ("v", "epsilon"):
             raise InputError(f"--prediction must be v or epsilon, got {prediction!r}")
         opts = PriorOptions(text_encoder=text_encoder, text_dropout=text_dropout, copies=copies,
@@ -157,13 +178,13 @@ def train_ghop(
                             min_snr_gamma=min_snr_gamma or None)
         cfg = _train_config(out, steps, batch_size, lr, device, resume, seed, checkpoint_every, log_every, weight_decay=0.01)
         if dry_run:
-            console.print(plain(dump_yaml({"train": cfg, "model": model, "options": opts, "data": str(data),
+            console.print(plain(dump_yaml({"train": cfg, "model": model, "options": opts, "data": [str(d) for d in data], "data_weights": weights,
                                      "vqvae": str(vqvae) if vqvae else "shipped default",
                                      "mano_dir": str(mano_dir) if mano_dir else "as prepared"})))
             return
         if Path(out).exists() and not Path(out).is_dir():
             raise InputError(f"--out {out} is a file: pass a folder for the run")
-        task = GHOPTask(data, vqvae, model, opts, cache=Path(out) / "latents", encode=False, mano_dir=mano_dir)
+        task = GHOPTask(list(data), vqvae, model, opts, cache=Path(out) / "latents", encode=False, mano_dir=mano_dir, weights=weights)
         dev = resolve_device(cfg.device)
         init_distributed(dev)  # rank 0 encodes the cache, the others wait for it
         with (contextlib.nullcontext(None) if _rank() != 0 else progress_bar("encoding records with the VQ-VAE")) as enc:

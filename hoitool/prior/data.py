@@ -33,37 +33,45 @@ def _object_transform(root: Path, object_id: str) -> np.ndarray:
 
 
 class InteractionData:
-    """The records of a prepared folder as transforms and hand parameters (a few hundred bytes
-    each, in memory); objects' SDF grids are read when used, the last OBJECT_CACHE kept.
+    """The records of one or more prepared folders as transforms and hand parameters (a few
+    hundred bytes each, in memory); objects' SDF grids are read when used, the last
+    OBJECT_CACHE kept. Several folders are concatenated in the order given.
 
     Attributes:
         categories: (N,) category of each record.
         uTn: (N, 4, 4) grid frame n -> object unit-ball frame u.
-        object_index: (N,) each record's object, an index into `objects` (ids).
+        object_index: (N,) each record's object, an index into `objects` ((folder, id) pairs).
+        folder: (N,) each record's folder, an index into `roots`.
     """
 
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-        index = read_index(self.root)
-        if not index:
-            from hoitool.errors import InputError
+    def __init__(self, roots: str | Path | list):
+        from hoitool.errors import InputError
 
-            raise InputError(f"{self.root} has no records: run hoitool prepare-data first")
-        self.ids = [e["id"] for e in index]
-        self.categories = [e["category"] for e in index]
-        objects = list(dict.fromkeys(e["object_id"] for e in index))
-        pos = {o: i for i, o in enumerate(objects)}
-        self.objects = objects
-        uTo = torch.as_tensor(np.stack([_object_transform(self.root, o) for o in objects]), dtype=torch.float32)
+        self.roots = [Path(r) for r in (roots if isinstance(roots, (list, tuple)) else [roots])]
+        self.root = self.roots[0]
+        self.ids, self.categories, objects, folder, rows = [], [], [], [], []
+        for k, root in enumerate(self.roots):
+            index = read_index(root)
+            if not index:
+                raise InputError(f"{root} has no records: run hoitool prepare-data first")
+            self.ids += [e["id"] for e in index]
+            self.categories += [e["category"] for e in index]
+            objects += [(k, e["object_id"]) for e in index]
+            folder += [k] * len(index)
+            rows += [(k, e) for e in index]
+        self.objects = list(dict.fromkeys(objects))
+        pos = {o: i for i, o in enumerate(self.objects)}
+        uTo = torch.as_tensor(np.stack([_object_transform(self.roots[k], o) for k, o in self.objects]), dtype=torch.float32)
         self._cache: OrderedDict[tuple[int, str], torch.Tensor] = OrderedDict()
-        self.object_index = torch.tensor([pos[e["object_id"]] for e in index])
+        self.object_index = torch.tensor([pos[o] for o in objects])
+        self.folder = torch.tensor(folder)
         keys = ("hTo", "nTh", "mirrored", *HAND_KEYS)
-        shards: dict[int, dict] = {}
-        for e in index:
-            if e["shard"] not in shards:
-                with np.load(self.root / "shards" / f"shard-{e['shard']:05d}.npz") as z:
-                    shards[e["shard"]] = {k: z[k] for k in keys}
-        arr = {k: torch.as_tensor(np.stack([shards[e["shard"]][k][e["row"]] for e in index]).astype(np.float32)) for k in keys}
+        shards: dict[tuple[int, int], dict] = {}
+        for k, e in rows:
+            if (k, e["shard"]) not in shards:
+                with np.load(self.roots[k] / "shards" / f"shard-{e['shard']:05d}.npz") as z:
+                    shards[k, e["shard"]] = {key: z[key] for key in keys}
+        arr = {key: torch.as_tensor(np.stack([shards[k, e["shard"]][key][e["row"]] for k, e in rows]).astype(np.float32)) for key in keys}
         self.uTn = uTo[self.object_index] @ torch.linalg.inv(arr["hTo"]) @ torch.linalg.inv(arr["nTh"])
         mirrored = arr["mirrored"].bool()
         self.hand = HandParams(arr["global_orient"], arr["hand_pose"], arr["betas"], arr["transl"], "right")
@@ -72,6 +80,32 @@ class InteractionData:
             right = mirror_params(left)
             for k in HandParams.TENSORS:
                 getattr(self.hand, k)[mirrored] = getattr(right, k)
+
+    def sampling_table(self, weights: list[float] | None, seed: int = 0) -> torch.Tensor:
+        """Record indices that uniform sampling of positions draws from: None -> every record
+        once (folders in proportion to their size); else folder k fills a share w_k / sum(w)
+        of the table with its records, each as often as the others of its folder (+- 1)."""
+        n = len(self.ids)
+        if weights is None:
+            return torch.arange(n)
+        from hoitool.errors import InputError
+
+        if len(weights) != len(self.roots):
+            raise InputError(f"{len(weights)} data weights for {len(self.roots)} --data folders: give one per folder")
+        w = np.asarray(weights, np.float64)
+        if not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
+            raise InputError(f"data weights must be non-negative numbers, not all zero; got {', '.join(map(str, weights))}")
+        share = w / w.sum()
+        g = torch.Generator().manual_seed(seed)
+        parts = []
+        for k in range(len(self.roots)):
+            own = torch.nonzero(self.folder == k)[:, 0]
+            m = int(round(share[k] * n))
+            if m == 0:
+                continue
+            reps = -(-m // len(own))
+            parts.append(torch.cat([own[torch.randperm(len(own), generator=g)] for _ in range(reps)])[:m])
+        return torch.cat(parts)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -101,7 +135,8 @@ class InteractionData:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        sdf, _ = load_object(self.root, self.objects[o])
+        k, oid = self.objects[o]
+        sdf, _ = load_object(self.roots[k], oid)
         t = torch.as_tensor(sdf, dtype=torch.float32)[None].to(device)
         self._cache[key] = t
         if len(self._cache) > OBJECT_CACHE:

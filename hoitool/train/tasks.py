@@ -50,11 +50,12 @@ class VQVAETask:
 
     name = "vqvae"
 
-    def __init__(self, data: str | Path, model: VQVAEConfig | None = None, augment: Augment | None = None,
+    def __init__(self, data: str | Path | list, model: VQVAEConfig | None = None, augment: Augment | None = None,
                  surface_weight: float = 4.0, surface_band: float = 0.25, occupancy_weight: float = 0.25,
-                 occupancy_tau: float = 0.025):
-        self.data_root = Path(data)
+                 occupancy_tau: float = 0.025, weights: list[float] | None = None):
         self.data = InteractionData(data)
+        self.data_roots, self.weights = self.data.roots, weights
+        self.table = self.data.sampling_table(weights)
         self.model_cfg = model or VQVAEConfig()
         self.augment = augment or Augment()
         self.surface_weight = float(surface_weight)
@@ -63,7 +64,7 @@ class VQVAETask:
         self.occupancy_tau = float(occupancy_tau)
 
     def config(self) -> dict:
-        return {"model": asdict(self.model_cfg), "data": str(self.data_root), "augment": asdict(self.augment),
+        return {"model": asdict(self.model_cfg), **data_config(self.data_roots, self.weights), "augment": asdict(self.augment),
                 "surface_weight": self.surface_weight, "surface_band": self.surface_band,
                 "occupancy_weight": self.occupancy_weight, "occupancy_tau": self.occupancy_tau}
 
@@ -71,11 +72,11 @@ class VQVAETask:
         return VQVAE(self.model_cfg)
 
     def size(self) -> int:
-        return len(self.data)
+        return len(self.table)
 
     def loss(self, model, idx, keys, device):
         aug = torch.stack([random_rigid(torch_generator(*k, "augment"), self.augment.rotation, self.augment.shift) for k in keys])
-        grid = self.data.object_grids(torch.as_tensor(idx), aug, device=device)
+        grid = self.data.object_grids(self.table[torch.as_tensor(idx)], aug, device=device)
         out = model(grid)
         err = (out.recon - grid).abs()
         l1 = err.mean()
@@ -96,7 +97,7 @@ class VQVAETask:
         return loss, info
 
     def export(self, model: nn.Module) -> dict:
-        return {"config": asdict(self.model_cfg), "data": str(self.data_root)}
+        return {"config": asdict(self.model_cfg), **data_config(self.data_roots, self.weights)}
 
 
 @dataclass
@@ -114,6 +115,14 @@ class PriorOptions:
     schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(prediction_type="v_prediction"))
     min_snr_gamma: float | None = 5.0
     """Min-SNR-gamma loss weighting (None: plain MSE)."""
+
+
+def data_config(roots: list[Path], weights: list[float] | None) -> dict:
+    """How a run's data is written in its config: one folder as a string, several as a list (with weights)."""
+    d = {"data": str(roots[0]) if len(roots) == 1 else [str(r) for r in roots]}
+    if weights is not None:
+        d["data_weights"] = list(weights)
+    return d
 
 
 def state_hash(sd: dict) -> str:
@@ -174,11 +183,10 @@ class GHOPTask:
 
     name = "ghop"
 
-    def __init__(self, data: str | Path, vqvae: str | Path | None, model: UNetConfig | None = None,
+    def __init__(self, data: str | Path | list, vqvae: str | Path | None, model: UNetConfig | None = None,
                  options: PriorOptions | None = None, cache: Path | None = None,
                  log: Callable[[str], None] | None = None, progress: Callable[[int, int], None] | None = None,
-                 encode: bool = True, mano_dir: str | Path | None = None):
-        self.data_root = Path(data)
+                 encode: bool = True, mano_dir: str | Path | None = None, weights: list[float] | None = None):
         self.opts = options or PriorOptions()
         vq_model = read_model(vqvae, "vqvae")
         self.vqvae_source = vq_model["path"]
@@ -186,8 +194,15 @@ class GHOPTask:
         self.vqvae_state = {"config": vq_model["config"], "state_dict": self.vqvae.state_dict()}
         self.vqvae_sha = state_hash(self.vqvae.state_dict())
         self.data = InteractionData(data)
-        self.hand = prepared_hand(self.data_root, mano_dir)
+        self.data_roots, self.weights = self.data.roots, weights
+        self.table = self.data.sampling_table(weights)
+        self.hand = prepared_hand(self.data_roots[0], mano_dir)
         self.hand_sha = hand_fingerprint(self.hand)
+        for root in self.data_roots[1:]:  # one hand for all: grids and fields must agree
+            other = prepared_hand(root, mano_dir)
+            if hand_fingerprint(other) != self.hand_sha:
+                raise InputError(f"{root} was prepared with {other.source}, {self.data_roots[0]} with {self.hand.source}: "
+                                 "prepare every --data folder with the same hand model")
         self.text = TextEncoder(self.opts.text_encoder)
         cats = sorted(set(self.data.categories))
         self.prompts = [prompt_for(c) for c in cats] + [""]
@@ -205,7 +220,7 @@ class GHOPTask:
             self.encode(log=log, progress=progress)
 
     def cache_key(self) -> dict:
-        return {"version": CACHE_VERSION, "vqvae": self.vqvae_sha, "data": data_fingerprint(self.data_root),
+        return {"version": CACHE_VERSION, "vqvae": self.vqvae_sha, "data": "+".join(data_fingerprint(r) for r in self.data_roots),
                 "n": len(self.data), "hand": self.hand_sha, "copies": self.opts.copies,
                 "augment": asdict(self.opts.augment)}
 
@@ -303,14 +318,14 @@ class GHOPTask:
     def config(self) -> dict:
         return {"model": {"unet": asdict(self.model_cfg), "schedule": asdict(self.opts.schedule), "text_encoder": self.opts.text_encoder,
                           "vqvae_sha256": self.vqvae_sha, "hand": self.hand_sha},
-                "data": str(self.data_root), "vqvae": self.vqvae_source, "hand": self.hand.source,
+                **data_config(self.data_roots, self.weights), "vqvae": self.vqvae_source, "hand": self.hand.source,
                 "options": {k: v for k, v in asdict(self.opts).items() if k != "schedule"}}
 
     def build(self, device: torch.device) -> nn.Module:
         return UNet3D(self.model_cfg)
 
     def size(self) -> int:
-        return len(self.data)
+        return len(self.table)
 
     def x0(self, idx: torch.Tensor, copy: torch.Tensor) -> torch.Tensor:
         i, c = idx.numpy(), copy.numpy()
@@ -324,7 +339,7 @@ class GHOPTask:
         copy = torch.tensor([int(torch.randint(self.opts.copies, (1,), generator=g)) for g in gens])
         t = torch.tensor([int(torch.randint(T, (1,), generator=g)) for g in gens])
         drop = torch.tensor([bool(torch.rand(1, generator=g) < self.opts.text_dropout) for g in gens])
-        idx = torch.as_tensor(idx)
+        idx = self.table[torch.as_tensor(idx)]  # sampled positions -> records (see --data-weights)
         x0 = self.x0(idx, copy)
         noise = torch.stack([torch.randn(x0.shape[1:], generator=g) for g in gens])
         ctx = torch.where(drop[:, None], self.null_context[None], self.category_context[self.record_category[idx]])[:, None]
@@ -339,8 +354,8 @@ class GHOPTask:
     def export(self, model: nn.Module) -> dict:
         return {"unet": asdict(self.model_cfg), "schedule": asdict(self.opts.schedule), "vqvae": self.vqvae_state,
                 "normaliser": self.norm.state(), "text_encoder": self.opts.text_encoder,
-                "text_embeddings": self.embeddings, "categories": self.categories, "data": str(self.data_root),
-                "hand": self.hand.source}
+                "text_embeddings": self.embeddings, "categories": self.categories,
+                **data_config(self.data_roots, self.weights), "hand": self.hand.source}
 
 
 @dataclass
