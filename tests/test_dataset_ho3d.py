@@ -70,3 +70,17 @@ def test_ho3d_bad_roots(tmp_path, fake_mano):
     assert res.exit_code == 2 and "--mano-dir" in res.output
     res = runner.invoke(app, ["prepare-data", "--dataset", "nope", "--root", str(tmp_path), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "unknown dataset" in res.output
+
+
+def test_ho3d_conversion_is_reused_and_redone_on_new_options(tmp_path, tiny_prepared, fake_mano):
+    root = tmp_path / "HO3D_v3"
+    _ho3d(root, tiny_prepared, fake_mano)
+    out = tmp_path / "prep"
+    args = ["prepare-data", "--dataset", "ho3d", "--root", str(root), "--mano-dir", str(fake_mano), "--out", str(out), "-j", "1", "--no-preview"]
+    assert runner.invoke(app, args).exit_code == 0
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0 and "earlier conversion" in res.output
+    res = runner.invoke(app, args + ["--max-records", "2"])
+    assert res.exit_code == 0 and "earlier conversion" not in res.output
+    assert len((out / "dataset" / "records.jsonl").read_text().splitlines()) == 2
+    assert len((out / "index.jsonl").read_text().splitlines()) == 2

@@ -127,7 +127,12 @@ def _convert_dataset(name, root, objects, out, categories, stride, max_records, 
 
 
 def _conv_lines(conv) -> list[str]:
-    return [] if conv is None else conv.tally.summary_lines()
+    if conv is None:
+        return []
+    lines = conv.tally.summary_lines()
+    if conv.reused:
+        lines[0] += " (the earlier conversion with these options, reused)"
+    return lines
 
 
 def _conv_written(conv) -> list:

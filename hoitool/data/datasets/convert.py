@@ -9,6 +9,7 @@ whose nearest hand vertex is farther than `max_gap_mm` from the object's surface
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -54,6 +55,8 @@ class ConvertResult:
     tally: Tally
     seconds: float
     written: list[Path]
+    reused: bool = False
+    """True when an earlier conversion with the same options was kept."""
 
 
 class _ContactFilter:
@@ -103,12 +106,35 @@ def check_root(opts: ConvertOptions):
     return ds
 
 
-def convert(opts: ConvertOptions, progress: Callable[[int, int], None] | None = None) -> ConvertResult:
-    """Convert a dataset into `opts.work/records.jsonl` (written atomically, only when it changed)."""
+def _key(opts: ConvertOptions) -> dict:
+    """What a conversion's output depends on (besides the dataset's files)."""
+    from hoitool.data.prepare import hand_record
+
+    return {"dataset": opts.dataset, "root": str(Path(opts.root).resolve()),
+            "objects": str(Path(opts.objects).resolve()) if opts.objects else None, "stride": opts.stride,
+            "categories": opts.categories, "max_records": opts.max_records, "max_gap_mm": opts.max_gap_mm,
+            "hand": hand_record(opts.mano_dir)["fingerprint"]}
+
+
+def convert(opts: ConvertOptions, progress: Callable[[int, int], None] | None = None, reuse: bool = True) -> ConvertResult:
+    """Convert a dataset into `opts.work/records.jsonl` (written atomically, only when it changed).
+
+    With `reuse`, a finished conversion with the same options (`conversion.json`) is kept as it
+    is: re-running an interrupted `prepare-data --dataset` goes straight back to the shards."""
     t0 = time.time()
     ds = check_root(opts)
     opts.work = Path(opts.work)
     opts.work.mkdir(parents=True, exist_ok=True)
+    manifest, report = opts.work / "records.jsonl", opts.work / "conversion.json"
+    key = _key(opts)
+    if reuse and manifest.is_file() and report.is_file():
+        try:
+            old = json.loads(report.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = {}
+        if old.get("key") == key:
+            tally = Tally(old["looked_at"], old["kept"], old["skipped"])
+            return ConvertResult(manifest, ds.hands, tally, time.time() - t0, [manifest, report], reused=True)
     ctx = Context(opts)
     tally = Tally()
     keep = _ContactFilter(ctx, opts.max_gap_mm / 1000) if ds.hands == "one" and opts.max_gap_mm > 0 else None
@@ -138,10 +164,8 @@ def convert(opts: ConvertOptions, progress: Callable[[int, int], None] | None = 
     if not records:
         why = "; ".join(tally.summary_lines()[1:]).strip() or "nothing was found"
         raise InputError(f"no {ds.title} records were converted from {opts.root} ({why.strip()}): check --root, --categories and --stride")
-    manifest = opts.work / "records.jsonl"
     _write_if_changed(manifest, records, ds.hands)
-    report = opts.work / "conversion.json"
-    write_json(report, {"dataset": ds.name, "title": ds.title, "root": str(Path(opts.root).resolve()), "source": ds.source,
+    write_json(report, {"key": key, "dataset": ds.name, "title": ds.title, "root": str(Path(opts.root).resolve()), "source": ds.source,
                         "stride": opts.stride, "categories": opts.categories, "max_records": opts.max_records,
                         "max_gap_mm": opts.max_gap_mm, "looked_at": tally.looked_at, "kept": tally.kept,
                         "skipped": tally.skipped})
