@@ -9,7 +9,9 @@ scored:
 - object: Chamfer distance (mm) and F-score at 5 / 10 mm in the camera frame, and F-score
   after EasyHOI's translation + scale ICP (shape alone);
 - hand: MPJPE (mm) root-relative and absolute (camera frame);
-- interaction: intersection volume (cm^3) and contact ratio (a hand vertex within 5 mm).
+- interaction: intersection volume (cm^3) and contact ratio (a hand vertex within 5 mm);
+also CD_h (cm^2) and AUC in the JSON rows. The figures are those of `hoitool evaluate
+reconstruction` (`hoitool.metrics.recon_scene.evaluate_scenes`), renamed.
 
     python scripts/bench_reconstruct.py --heldout bench_results/heldout --images 50 --cao-every 5 --out bench_results/bench_reconstruct.json
 """
@@ -29,9 +31,9 @@ from hoitool.data.synthetic.images import random_view
 from hoitool.data.templates import category_template
 from hoitool.geometry.mesh import load_mesh
 from hoitool.hand.model import HandModel
-from hoitool.metrics.grasp import grasp_metrics
-from hoitool.metrics.reconstruction import aligned_chamfer_fscore, chamfer_fscore, mpjpe_mm, sample_surface
-from hoitool.pipelines.image_recon import ReconstructConfig, hand_keypoints, hand_vertices, reconstruct_image
+from hoitool.metrics.recon_scene import EvalConfig, ReconScene, evaluate_scenes
+from hoitool.pipelines.evaluate_recon import scene_from_hand, scene_from_image_state
+from hoitool.pipelines.image_recon import ReconstructConfig, reconstruct_image
 
 RUNS = [("template", "easyhoi"), ("category", "easyhoi"), ("template", "cao")]
 
@@ -47,20 +49,18 @@ def pick_records(manifest: Path, n: int) -> list:
     return order[:n]
 
 
-def score(hand, view, gt_pts, gt_mesh_c, mesh, state) -> dict:
-    T = np.eye(4)
-    T[:3, :3], T[:3, 3] = state.s * state.R, state.t
-    om = mesh.copy()
-    om.apply_transform(T)
-    pts = sample_surface(om, 5000)
-    cf = chamfer_fscore(pts, gt_pts)
-    acf = aligned_chamfer_fscore(pts, gt_pts)
-    kp = hand_keypoints(hand, state)
-    hv = hand_vertices(hand, state)
-    gm = grasp_metrics(hv[None], hand.faces.cpu().numpy(), om, simulate=False)
-    return {"chamfer_mm": cf["chamfer_mm"], "f5": cf["f@5mm"], "f10": cf["f@10mm"], "f5_aligned": acf["f@5mm"],
-            "f10_aligned": acf["f@10mm"], "mpjpe_mm": mpjpe_mm(kp, view.keypoints), "mpjpe_abs_mm": mpjpe_mm(kp, view.keypoints, None),
-            "intersection_cm3": float(gm.intersection_cm3[0]), "contact": float(gm.contact[0])}
+POINTS = 5000
+"""Surface points per object."""
+
+
+def score(hand, truth: ReconScene, mesh, state) -> dict:
+    """`hoitool evaluate reconstruction`'s figures of one stage (the object in the camera frame, as
+    reconstruct writes it), under this benchmark's names: chamfer_mm, f5, f10 where the object was
+    placed; f5_aligned, f10_aligned after EasyHOI's translation + scale ICP."""
+    m = evaluate_scenes(scene_from_image_state(hand, state, mesh), truth, EvalConfig(align="translation-scale", points=POINTS)).metrics
+    return {"chamfer_mm": m["camera_chamfer_mm"], "f5": m["camera_f5"], "f10": m["camera_f10"], "f5_aligned": m["f5"],
+            "f10_aligned": m["f10"], "mpjpe_mm": m["mpjpe_mm"], "mpjpe_abs_mm": m["mpjpe_abs_mm"],
+            "intersection_cm3": m["intersection_cm3"], "contact": m["contact"], "cd_h_cm2": m["cd_h_cm2"], "auc": m["auc"]}
 
 
 def main() -> None:
@@ -81,7 +81,7 @@ def main() -> None:
         view = random_view(hand, mesh, rec.hand_params(), rng, keypoint_noise_px=args.noise_px)
         gt = mesh.copy()
         gt.apply_transform(view.cTo)
-        gt_pts = sample_surface(gt, 5000)
+        truth = scene_from_hand(hand, view.hand, gt, np.eye(4)[None], meshes=False)
         for path, method in RUNS:
             if method == "cao" and i % args.cao_every:
                 continue
@@ -91,7 +91,7 @@ def main() -> None:
             times[(path, method)].append(time.time() - t)
             for stage, st in res.stages.items():
                 rows.append({"image": i, "id": rec.id, "category": rec.category, "path": path, "method": method, "stage": stage,
-                             **score(hand, view, gt_pts, gt, obj, st)})
+                             **score(hand, truth, obj, st)})
         print(f"{i + 1}/{args.images} {rec.id} " + " ".join(f"{p}/{m} {times[(p, m)][-1]:.1f}s" for p, m in RUNS if (p, m) in times), flush=True)
         report(rows, times, args)
 

@@ -44,7 +44,6 @@ import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_reconstruct import pick_records  # noqa: E402
@@ -53,14 +52,11 @@ from hoitool.data.image_inputs import MIN_KEYPOINTS  # noqa: E402
 from hoitool.data.synthetic.clips import SyntheticClip, make_clip  # noqa: E402
 from hoitool.data.templates import category_template  # noqa: E402
 from hoitool.geometry.mesh import load_mesh  # noqa: E402
-from hoitool.geometry.transforms import np_apply  # noqa: E402
-from hoitool.hand.model import HandModel, HandParams  # noqa: E402
-from hoitool.metrics.reconstruction import (auc_pck, cd_hand_cm2, clip_object_metrics, mpjpe_index_mcp_cm,  # noqa: E402
-                                            sample_surface)
-from hoitool.pipelines import image_recon  # noqa: E402
+from hoitool.hand.model import HandModel  # noqa: E402
+from hoitool.metrics.recon_scene import EvalConfig, ReconScene, evaluate_scenes  # noqa: E402
+from hoitool.pipelines.evaluate_recon import scene_from_clip_stage, scene_from_hand, scene_from_image_state  # noqa: E402
 from hoitool.pipelines.image_recon import ReconstructConfig, reconstruct_image  # noqa: E402
 from hoitool.pipelines.video_recon import ClipInputs, VideoConfig, reconstruct_clip  # noqa: E402
-from hoitool.pipelines import video_recon  # noqa: E402
 
 METHODS = ("prior", "noprior", "perframe")
 VIDEO_STAGES = ("init", "object")
@@ -71,46 +67,27 @@ POINTS = 5000
 POINT_SEED = 0
 
 
-# -- truth -------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class Truth:
-    pts_o: np.ndarray
-    """(N, 3) true object surface points, object frame."""
-    pts_h: dict[int, np.ndarray]
-    """Evaluated frame -> (N, 3) the same points in the true hand's frame."""
-    keypoints: np.ndarray
-    """(F, 21, 3) true camera-frame keypoints of the evaluated frames."""
+# -- scoring: `hoitool evaluate reconstruction`'s figures (G-HOP's protocol) under this benchmark's names ----
+EVAL = EvalConfig(align="similarity", points=POINTS, seed=POINT_SEED, interaction=False)
 
 
-def hand_frames(hand: HandModel, params: HandParams) -> np.ndarray:
-    """(B, 4, 4) cTh of hand parameters (camera frame)."""
-    with torch.no_grad():
-        return hand.frame_from_hand(params.to(hand.device)).cpu().double().numpy()
+def clip_truth(hand: HandModel, clip: SyntheticClip, frames: list[int]) -> ReconScene:
+    """The true scene on the evaluated frames."""
+    return scene_from_hand(hand, clip.hand[frames], clip.mesh, clip.cTo[frames], meshes=False, frames=frames)
 
 
-def clip_truth(hand: HandModel, clip: SyntheticClip, frames: list[int]) -> Truth:
-    pts_o = sample_surface(clip.mesh, POINTS, seed=POINT_SEED)
-    cTh = hand_frames(hand, clip.hand)
-    pts_h = {t: np_apply(np.linalg.inv(cTh[t]) @ clip.cTo[t], pts_o) for t in frames}
-    return Truth(pts_o, pts_h, clip.keypoints3d[frames])
-
-
-def hand_scores(pred_kp: np.ndarray, gt_kp: np.ndarray) -> dict:
-    mpjpe, err = mpjpe_index_mcp_cm(pred_kp, gt_kp)
-    return {"mpjpe_cm": mpjpe, "auc": auc_pck(err)}
+def renamed(m: dict) -> dict:
+    """evaluate_scenes' figures under this benchmark's names (MPJPE in cm, as G-HOP's table)."""
+    return {"f5": m["f5"], "f10": m["f10"], "cd_cm2": m["cd_cm2"], "scale": m["scale"], "cd_h_cm2": m["cd_h_cm2"],
+            "mpjpe_cm": m["mpjpe_index_mcp_mm"] / 10, "auc": m["auc"]}
 
 
 # -- video methods -------------------------------------------------------------------------------
-def score_video_stage(hand: HandModel, stage, frames: list[int], truth: Truth) -> dict:
+def score_video_stage(hand: HandModel, stage, frames: list[int], truth: ReconScene) -> dict:
     """G-HOP metrics of one stage of `reconstruct_clip` on the evaluated frames."""
-    pred_o = sample_surface(stage.mesh, POINTS, seed=POINT_SEED)
-    out = {k: float(v) for k, v in clip_object_metrics(pred_o, truth.pts_o).items()}
-    params = HandParams.cat([stage.frames[t].hand for t in frames])
-    cTh = hand_frames(hand, params)
-    cdh = [cd_hand_cm2(np_apply(np.linalg.inv(cTh[j]) @ stage.frames[t].cTo, pred_o), truth.pts_h[t]) for j, t in enumerate(frames)]
-    out["cd_h_cm2"] = float(np.mean(cdh))
-    out.update(hand_scores(video_recon.hand_keypoints(hand, params), truth.keypoints))
-    out["per_frame_cd_h_cm2"] = [float(c) for c in cdh]
+    res = evaluate_scenes(scene_from_clip_stage(hand, stage, frames), truth, EVAL)
+    out = renamed(res.metrics)
+    out["per_frame_cd_h_cm2"] = [float(r["cd_h_cm2"]) for r in res.per_frame]
     return out
 
 
@@ -134,23 +111,12 @@ def run_video(method: str, hand, clip: SyntheticClip, inputs: ClipInputs, templa
 
 
 # -- per-frame baseline ------------------------------------------------------------------------
-def score_image_state(hand: HandModel, st, tmpl_pts: np.ndarray, truth: Truth, t: int) -> dict:
-    """Metrics of one single-image reconstruction (SceneState) of evaluated frame t."""
-    out = {k: float(v) for k, v in clip_object_metrics(st.s * tmpl_pts, truth.pts_o).items()}
-    # object in the camera: s R x + t; the camera-frame hand is c x hand(params): its frame is the
-    # hand frame scaled by c about the camera, so undo c first, then enter the hand frame
-    obj_c = st.s * tmpl_pts @ st.R.T + st.t
-    hTc = np.linalg.inv(hand_frames(hand, st.hand)[0])
-    out["cd_h_cm2"] = cd_hand_cm2(np_apply(hTc, obj_c / st.hand_scale), truth.pts_h[t])
-    out["keypoints"] = image_recon.hand_keypoints(hand, st)
-    return out
-
-
-def run_perframe(hand, inputs: ClipInputs, camera, template, frames, truth, seed: int) -> dict:
-    tmpl_pts = sample_surface(template, POINTS, seed=POINT_SEED)
+def run_perframe(hand, inputs: ClipInputs, camera, template, frames, truth: ReconScene, seed: int) -> dict:
+    """Each evaluated frame reconstructed alone and scored as its own one-frame scene (its shape is
+    the template scaled by that frame's s, in the template's frame)."""
     per_frame, skipped = {}, {}
     t0 = time.perf_counter()
-    for t in frames:
+    for j, t in enumerate(frames):
         if not inputs.object_masks[t].any():
             skipped[t] = "empty object mask"
             continue
@@ -159,17 +125,17 @@ def run_perframe(hand, inputs: ClipInputs, camera, template, frames, truth, seed
             continue
         try:
             res = reconstruct_image(inputs.frame(t), template, camera, ReconstructConfig(side="right", seed=seed), template=False, hand=hand)
-            per_frame[t] = score_image_state(hand, res.final, tmpl_pts, truth, t)
+            pred = scene_from_image_state(hand, res.final, template, in_camera=False)
+            per_frame[t] = renamed(evaluate_scenes(pred, truth.select([j]), EVAL).metrics)
         except Exception as e:  # noqa: BLE001 - a failed frame is skipped, the reason kept
             skipped[t] = f"{type(e).__name__}: {e}"
     seconds = time.perf_counter() - t0
     if not per_frame:
         raise RuntimeError(f"every evaluated frame failed: {skipped}")
     done = sorted(per_frame)
-    row = {k: float(np.mean([per_frame[t][k] for t in done])) for k in ("f5", "f10", "cd_cm2", "cd_h_cm2", "scale")}
-    kp = np.stack([per_frame[t]["keypoints"] for t in done])
-    row.update(hand_scores(kp, truth.keypoints[[frames.index(t) for t in done]]))
-    row["per_frame"] = {str(t): {k: float(v) for k, v in per_frame[t].items() if k != "keypoints"} for t in done}
+    # 21 keypoints on every frame: the frames' mean MPJPE and AUC are those of all their keypoints together
+    row = {k: float(np.mean([per_frame[t][k] for t in done])) for k in ("f5", "f10", "cd_cm2", "cd_h_cm2", "scale", "mpjpe_cm", "auc")}
+    row["per_frame"] = {str(t): {k: float(v) for k, v in per_frame[t].items() if k not in ("mpjpe_cm", "auc")} for t in done}
     return {"seconds": seconds, "frames_scored": len(done), "skipped": {str(k): v for k, v in skipped.items()},
             "stages": {"final": row}}
 

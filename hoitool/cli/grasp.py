@@ -186,7 +186,7 @@ def rank(
                                   f"{GRASPS_FILE}: score, rank (0 = best), order"])
 
 
-evaluate_app = typer.Typer(help="Evaluate results: grasp sets, two-hand samples.", no_args_is_help=True)
+evaluate_app = typer.Typer(help="Evaluate results: grasp sets, two-hand samples, reconstructions against their truth.", no_args_is_help=True)
 
 
 @evaluate_app.command("grasps")

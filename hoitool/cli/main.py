@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from hoitool.cli.doctor import doctor
+from hoitool.cli.evaluate_recon import evaluate_reconstruction_cmd
 from hoitool.cli.grasp import evaluate_app, grasp, rank
 from hoitool.cli.hoidiff import synthesize
 from hoitool.cli.prepare_data import prepare_data
@@ -33,6 +34,7 @@ app.add_typer(evaluate_app, name="evaluate")
 app.command("reconstruct")(reconstruct)
 app.command("twohands")(twohands)
 evaluate_app.command("twohands")(evaluate_twohands_cmd)
+evaluate_app.command("reconstruction")(evaluate_reconstruction_cmd)
 app.command("render")(render)
 app.command("view")(view)
 app.command("synthesize")(synthesize)

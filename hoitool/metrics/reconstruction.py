@@ -7,6 +7,9 @@ Two families:
   `clip_object_metrics` (similarity ICP from several initial rotations, then F@5 / F@10 mm
   and the squared Chamfer distance in cm^2), `cd_hand_cm2` (the same Chamfer in the hand
   frame, no alignment).
+Both meet in `align_points` (any of the alignments by name), `object_scores` (every object
+figure after one alignment) and `hand_scores` (every keypoint figure); `recon_scene` applies
+them to whole reconstructions.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from hoitool.geometry.icp import icp
-from hoitool.geometry.transforms import np_apply
+from hoitool.geometry.transforms import np_apply, umeyama
 
 
 def sample_surface(mesh: trimesh.Trimesh, n: int = 10000, seed: int = 0) -> np.ndarray:
@@ -41,13 +44,20 @@ def chamfer_fscore(pred: np.ndarray, gt: np.ndarray, thresholds=(0.005, 0.01)) -
     return out
 
 
-def aligned_chamfer_fscore(pred: np.ndarray, gt: np.ndarray, thresholds=(0.005, 0.01), iters: int = 30) -> dict:
-    """chamfer_fscore after aligning pred to gt by centring and a translation + scale ICP
-    (EasyHOI's protocol: shape quality regardless of the depth and size ambiguity)."""
+def align_translation_scale(pred: np.ndarray, gt: np.ndarray, iters: int = 30) -> np.ndarray:
+    """(4, 4) translation + uniform scale (no rotation) taking the cloud pred (N, 3) onto gt
+    (M, 3): pred is centred on gt's centroid, then an ICP fits the scale about that centroid
+    and a translation (EasyHOI's alignment)."""
     T0 = np.eye(4)
     T0[:3, 3] = gt.mean(0) - pred.mean(0)
     res = icp(np_apply(T0, pred), gt, mode="scale", iters=iters, scale_about=gt.mean(0))
-    return chamfer_fscore(np_apply(res.transform @ T0, pred), gt, thresholds)
+    return res.transform @ T0
+
+
+def aligned_chamfer_fscore(pred: np.ndarray, gt: np.ndarray, thresholds=(0.005, 0.01), iters: int = 30) -> dict:
+    """chamfer_fscore after aligning pred to gt by centring and a translation + scale ICP
+    (EasyHOI's protocol: shape quality regardless of the depth and size ambiguity)."""
+    return chamfer_fscore(np_apply(align_translation_scale(pred, gt, iters), pred), gt, thresholds)
 
 
 def mpjpe_mm(pred: np.ndarray, gt: np.ndarray, root: int | None = 0) -> float:
@@ -141,19 +151,75 @@ def align_similarity(pred: np.ndarray, gt: np.ndarray, rotations: int = 10, iter
     return best_T
 
 
-def clip_object_metrics(pred_pts_o: np.ndarray, gt_pts_o: np.ndarray, rotations: int = 10) -> dict:
-    """Object shape quality of a clip reconstruction (G-HOP's protocol): the predicted
-    surface points (N, 3) are aligned to the true ones (M, 3) by `align_similarity`
-    (similarity ICP from `rotations` initial rotations), then scored: f5, f10 = F-scores at
-    5 and 10 mm, cd_cm2 = `chamfer_cm2`; also scale, the fitted scale factor."""
-    T = align_similarity(pred_pts_o, gt_pts_o, rotations=rotations)
-    q = np_apply(T, np.asarray(pred_pts_o, dtype=np.float64))
-    cf = chamfer_fscore(q, gt_pts_o)
-    return {"f5": cf["f@5mm"], "f10": cf["f@10mm"], "cd_cm2": chamfer_cm2(q, gt_pts_o),
+#: The alignments of a predicted object onto the true one before it is scored, by name.
+ALIGN_MODES = ("none", "translation-scale", "similarity")
+
+
+def align_points(pred: np.ndarray, gt: np.ndarray, mode: str, rotations: int = 10) -> np.ndarray:
+    """(4, 4) transform taking the cloud pred (N, 3) onto gt (M, 3), metres, by `mode`:
+    "none" (the identity), "translation-scale" (`align_translation_scale`, EasyHOI) or
+    "similarity" (`align_similarity` from `rotations` initial rotations, G-HOP)."""
+    if mode == "none":
+        return np.eye(4)
+    if mode == "translation-scale":
+        return align_translation_scale(pred, gt)
+    if mode == "similarity":
+        return align_similarity(pred, gt, rotations=rotations)
+    raise ValueError(f"unknown alignment {mode!r}: use one of {', '.join(ALIGN_MODES)}")
+
+
+def object_scores(pred: np.ndarray, gt: np.ndarray, align: str = "none", rotations: int = 10) -> dict:
+    """Every object figure of predicted surface points pred (N, 3) against the true ones gt
+    (M, 3), metres, after `align_points(pred, gt, align)`:
+    chamfer_mm = (mean nearest distance pred -> gt + mean gt -> pred) / 2, mm;
+    cd_cm2 = `chamfer_cm2` (G-HOP: the two mean squared nearest distances summed, cm^2);
+    f5, f10 = F-scores at 5 and 10 mm; scale = the alignment's scale factor (1 for "none")."""
+    pred = np.asarray(pred, dtype=np.float64)
+    gt = np.asarray(gt, dtype=np.float64)
+    T = align_points(pred, gt, align, rotations)
+    q = np_apply(T, pred)
+    cf = chamfer_fscore(q, gt)
+    return {"chamfer_mm": cf["chamfer_mm"], "cd_cm2": chamfer_cm2(q, gt), "f5": cf["f@5mm"], "f10": cf["f@10mm"],
             "scale": float(np.cbrt(np.linalg.det(T[:3, :3])))}
+
+
+def clip_object_metrics(pred_pts_o: np.ndarray, gt_pts_o: np.ndarray, rotations: int = 10) -> dict:
+    """Object shape quality of a clip reconstruction (G-HOP's protocol): `object_scores` after
+    the similarity alignment (ICP from `rotations` initial rotations) of the predicted surface
+    points (N, 3) onto the true ones (M, 3)."""
+    return object_scores(pred_pts_o, gt_pts_o, "similarity", rotations)
 
 
 def cd_hand_cm2(pred_pts_h: np.ndarray, gt_pts_h: np.ndarray) -> float:
     """`chamfer_cm2` of object points expressed in the hand frame (each cloud in the frame
     of its own hand: the hand-object arrangement), without any alignment."""
     return chamfer_cm2(pred_pts_h, gt_pts_h)
+
+
+#: Keypoints of the palm (wrist, thumb base, the four knuckles: OpenPose order): the hand
+#: model places them from the wrist's rotation and the shape alone, so they move rigidly
+#: with the hand's frame whatever the fingers do.
+PALM_KEYPOINTS = (0, 1, 5, 9, 13, 17)
+
+
+def palm_transform(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """(4, 4) rigid transform (rotation and translation, least squares) taking the predicted
+    palm keypoints `PALM_KEYPOINTS` of pred (21, 3) onto those of gt (21, 3): the map from
+    one hand's frame to the other's when only keypoints are known."""
+    idx = list(PALM_KEYPOINTS)
+    return umeyama(np.asarray(pred, dtype=np.float64)[idx], np.asarray(gt, dtype=np.float64)[idx], with_scale=False)
+
+
+def hand_scores(pred: np.ndarray, gt: np.ndarray, auc_max_m: float = 0.05) -> dict:
+    """Every keypoint figure of predicted hand keypoints pred (..., 21, 3) against the true
+    ones gt (..., 21, 3), metres, OpenPose order:
+    mpjpe_mm = mean joint error after translating both wrists (keypoint 0) to the origin;
+    mpjpe_abs_mm = mean joint error as placed (camera frame);
+    mpjpe_index_mcp_mm = mean joint error after centring both on the index MCP (keypoint 5,
+    G-HOP's convention; its table gives it in cm);
+    auc = `auc_pck` of the index-MCP-centred errors over 0 - auc_max_m (G-HOP: 0-5 cm)."""
+    pred = np.asarray(pred, dtype=np.float64)
+    gt = np.asarray(gt, dtype=np.float64)
+    mcp_cm, err = mpjpe_index_mcp_cm(pred, gt)
+    return {"mpjpe_mm": mpjpe_mm(pred, gt), "mpjpe_abs_mm": mpjpe_mm(pred, gt, None), "mpjpe_index_mcp_mm": mcp_cm * 10,
+            "auc": auc_pck(err, max_m=auc_max_m)}
