@@ -84,3 +84,15 @@ def test_ho3d_conversion_is_reused_and_redone_on_new_options(tmp_path, tiny_prep
     assert res.exit_code == 0 and "earlier conversion" not in res.output
     assert len((out / "dataset" / "records.jsonl").read_text().splitlines()) == 2
     assert len((out / "index.jsonl").read_text().splitlines()) == 2
+
+
+def test_ho3d_relative_root_gives_absolute_mesh_paths(tmp_path, tiny_prepared, fake_mano, monkeypatch):
+    import json
+
+    _ho3d(tmp_path / "HO3D_v3", tiny_prepared, fake_mano)
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["prepare-data", "--dataset", "ho3d", "--root", "HO3D_v3", "--mano-dir", str(fake_mano), "--out", "prep",
+                              "--max-records", "1", "-j", "1", "--no-preview"])
+    assert res.exit_code == 0, res.output
+    rec = json.loads((tmp_path / "prep" / "dataset" / "records.jsonl").read_text().splitlines()[0])
+    assert rec["object_mesh"].startswith(str(tmp_path))

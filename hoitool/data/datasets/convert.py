@@ -36,9 +36,14 @@ class Tally:
     """reason -> {"count": n, "example": where}"""
 
     def skip(self, s: Skip) -> None:
+        """A converter's skip: frames not counted before."""
         self.looked_at += s.count
-        d = self.skipped.setdefault(s.reason, {"count": 0, "example": s.where})
-        d["count"] += s.count
+        self.drop(s.reason, s.where, s.count)
+
+    def drop(self, reason: str, where: str, count: int = 1) -> None:
+        """Frames already counted as read, not kept (a filter's decision)."""
+        d = self.skipped.setdefault(reason, {"count": 0, "example": where})
+        d["count"] += count
 
     def summary_lines(self) -> list[str]:
         lines = [f"read {self.looked_at} annotated frames: kept {self.kept}, skipped {self.looked_at - self.kept}"]
@@ -88,7 +93,9 @@ class _ContactFilter:
 def check_root(opts: ConvertOptions):
     """The dataset, after checking the root, the objects folder and the hand model (one line each)."""
     ds = get_dataset(opts.dataset)
-    root = Path(opts.root).expanduser()
+    root = opts.root = Path(opts.root).expanduser().resolve()  # converters write absolute mesh paths
+    if opts.objects is not None:
+        opts.objects = Path(opts.objects).expanduser().resolve()
     if not root.is_dir():
         raise InputError(f"--root {root} is not a folder: point it at the {ds.title} root ({ds.layout})")
     gone = ds.check(root)
@@ -124,7 +131,6 @@ def convert(opts: ConvertOptions, progress: Callable[[int, int], None] | None = 
     t0 = time.time()
     ds = check_root(opts)
     opts.work = Path(opts.work)
-    opts.work.mkdir(parents=True, exist_ok=True)
     manifest, report = opts.work / "records.jsonl", opts.work / "conversion.json"
     key = _key(opts)
     if reuse and manifest.is_file() and report.is_file():
@@ -145,12 +151,12 @@ def convert(opts: ConvertOptions, progress: Callable[[int, int], None] | None = 
             continue
         tally.looked_at += 1
         if ds.hands == "one" and not ctx.want(item.category):
-            tally.skip(Skip("category not in --categories", item.id, count=0))
+            tally.drop("category not in --categories", item.id)
             continue
         if keep is not None:
             gap = keep.gap_m(item)
             if gap > keep.max_gap_m:
-                tally.skip(Skip(f"hand more than {opts.max_gap_mm:g} mm from the object (not in contact)", item.id, count=0))
+                tally.drop(f"hand more than {opts.max_gap_mm:g} mm from the object (not in contact)", item.id)
                 continue
         if item.id in seen:
             raise InputError(f"{ds.title}: two records with the id {item.id!r} (a converter defect: please report it)")
@@ -164,6 +170,7 @@ def convert(opts: ConvertOptions, progress: Callable[[int, int], None] | None = 
     if not records:
         why = "; ".join(tally.summary_lines()[1:]).strip() or "nothing was found"
         raise InputError(f"no {ds.title} records were converted from {opts.root} ({why.strip()}): check --root, --categories and --stride")
+    opts.work.mkdir(parents=True, exist_ok=True)  # only now: a conversion that stops early leaves nothing
     _write_if_changed(manifest, records, ds.hands)
     write_json(report, {"key": key, "dataset": ds.name, "title": ds.title, "root": str(Path(opts.root).resolve()), "source": ds.source,
                         "stride": opts.stride, "categories": opts.categories, "max_records": opts.max_records,
