@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hoitool.data.datasets.base import Context, Dataset, Skip, _DataUnpickler, missing, record, rigid
+from hoitool.data.datasets.base import Context, Dataset, Skip, DataUnpickler, missing, record, rigid
 from hoitool.data.vocab import category_or_text
 from hoitool.errors import InputError
 from hoitool.hand.model import HandParams
@@ -86,7 +86,7 @@ def load_npy(path: Path):
             read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             _, _, dtype = read_header(f)
             if dtype.hasobject:
-                a = _DataUnpickler(f, encoding="latin1").load()
+                a = DataUnpickler(f, encoding="latin1").load()
             else:
                 f.seek(0)
                 a = np.load(f, allow_pickle=False)

@@ -181,7 +181,7 @@ def rigid(R, t) -> np.ndarray:
     return T
 
 
-class _DataUnpickler(pickle.Unpickler):
+class DataUnpickler(pickle.Unpickler):
     """Dataset annotation pickles hold dicts, lists and numpy arrays; nothing else is loaded."""
 
     _SAFE = {"numpy": {"_reconstruct", "scalar", "ndarray", "dtype", "_frombuffer"},
@@ -201,7 +201,7 @@ def load_pickle(path: str | os.PathLike):
     """Read an annotation pickle (Python 2 pickles too) without running code from it."""
     try:
         with open(path, "rb") as f:
-            return _DataUnpickler(f, encoding="latin1").load()
+            return DataUnpickler(f, encoding="latin1").load()
     except (OSError, pickle.UnpicklingError, EOFError, ValueError) as e:
         raise InputError(f"cannot read annotation file {path}: {e}") from e
 
