@@ -21,7 +21,7 @@ def prepare_data(
     objects: Optional[Path] = typer.Option(None, "--objects", help="--dataset: where its object meshes are when they ship separately (YCB models for ho3d, ShapeNetCore.v2 for obman, ...)."),
     stride: int = typer.Option(1, "--stride", min=1, help="--dataset: keep every STRIDE-th frame of each sequence."),
     max_records: Optional[int] = typer.Option(None, "--max-records", min=1, help="--dataset: stop after this many converted records."),
-    max_gap_mm: float = typer.Option(10.0, "--max-gap-mm", help="--dataset: skip frames whose hand is farther than this from the object (two hands with an object: both are) (0: keep all)."),
+    max_gap_mm: float = typer.Option(10.0, "--max-gap-mm", help="--dataset: skip frames whose hand is farther than this from the object (two-hand records with an object: kept when either hand is within it) (0: keep all)."),
     categories: Optional[str] = typer.Option(None, "--categories", help="Categories, comma-separated: synthetic objects to make (default: all 14), or --dataset records to keep (default: all)."),
     grasps_per_object: Optional[int] = typer.Option(None, "--grasps-per-object", min=1, help="Synthetic grasps planned per object [default: 8]."),
     scale: Optional[float] = typer.Option(None, "--scale", help="Multiply manifest mesh coordinates by this (0.001 for millimetres) [default: 1]."),
@@ -32,7 +32,7 @@ def prepare_data(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved options and exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
 ) -> None:
-    """Convert a manifest or the synthetic corpus into prepared shards: a canonical SDF grid per object, a hand-centric 64^3 object grid and hand parameters per record."""
+    """Convert a manifest, a public dataset (--dataset) or the synthetic corpus into prepared shards: a canonical SDF grid per object, a hand-centric 64^3 object grid and hand parameters per record."""
     from hoitool.data.prepare import PrepareConfig, check_config, prepare
     from hoitool.errors import InputError
     from hoitool.utils.config import dump_yaml
