@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from hoitool.cli.main import app
 from hoitool.prior.data import InteractionData
+from hoitool.utils.seeding import torch_generator
 
 runner = CliRunner()
 
@@ -27,13 +28,21 @@ def test_folders_concatenate_and_weights_set_shares(tiny_prepared, second):
     idx = torch.tensor([0, len(a) + 1])
     want = torch.cat([a.object_grids(torch.tensor([0])), b.object_grids(torch.tensor([1]))])
     assert torch.allclose(both.object_grids(idx), want)
-    assert torch.equal(both.sampling_table(None), torch.arange(len(both)))
-    table = both.sampling_table([3, 1])
-    folder = both.folder[table]
-    assert len(table) == len(both) and (folder == 0).sum() == 6 and (folder == 1).sum() == 2
-    counts = torch.bincount(table[folder == 0], minlength=len(a))[: len(a)]
-    assert counts.max() - counts.min() <= 1  # every record of a folder about equally often
-    assert set(both.sampling_table([0, 1]).tolist()) == set(range(len(a), len(both)))
+    pos = torch.arange(len(both))
+    assert torch.equal(both.draw(pos, None, []), pos)  # no weights: the positions are the records
+    gens = [torch_generator(0, i, "record") for i in range(4000)]
+    got = both.draw(torch.zeros(4000, dtype=torch.long), both.folder_shares([3, 1]), gens)
+    share = (both.folder[got] == 0).double().mean().item()
+    assert abs(share - 0.75) < 0.03
+    assert set(got.tolist()) == set(range(len(both)))  # every record reachable
+    # a tiny share is still drawn; a zero share never
+    tiny = both.draw(torch.zeros(4000, dtype=torch.long), both.folder_shares([1, 400]), gens)
+    assert 0 < (both.folder[tiny] == 0).sum() < 60
+    none = both.draw(torch.zeros(4000, dtype=torch.long), both.folder_shares([0, 1]), gens)
+    assert (both.folder[none] == 1).all()
+    # the same generators give the same records (resumable, batch-split independent)
+    again = both.draw(torch.zeros(4000, dtype=torch.long), both.folder_shares([3, 1]), [torch_generator(0, i, "record") for i in range(4000)])
+    assert torch.equal(got, again)
 
 
 def test_train_ghop_on_two_folders(tiny_prepared, second, tmp_path):

@@ -81,13 +81,11 @@ class InteractionData:
             for k in HandParams.TENSORS:
                 getattr(self.hand, k)[mirrored] = getattr(right, k)
 
-    def sampling_table(self, weights: list[float] | None, seed: int = 0) -> torch.Tensor:
-        """Record indices that uniform sampling of positions draws from: None -> every record
-        once (folders in proportion to their size); else folder k fills a share w_k / sum(w)
-        of the table with its records, each as often as the others of its folder (+- 1)."""
-        n = len(self.ids)
+    def folder_shares(self, weights: list[float] | None) -> torch.Tensor | None:
+        """Each folder's share of the samples from --data-weights (None: no weights, every record
+        equally likely, so folders in proportion to their sizes)."""
         if weights is None:
-            return torch.arange(n)
+            return None
         from hoitool.errors import InputError
 
         if len(weights) != len(self.roots):
@@ -95,17 +93,24 @@ class InteractionData:
         w = np.asarray(weights, np.float64)
         if not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
             raise InputError(f"data weights must be non-negative numbers, not all zero; got {', '.join(map(str, weights))}")
-        share = w / w.sum()
-        g = torch.Generator().manual_seed(seed)
-        parts = []
-        for k in range(len(self.roots)):
-            own = torch.nonzero(self.folder == k)[:, 0]
-            m = int(round(share[k] * n))
-            if m == 0:
-                continue
-            reps = -(-m // len(own))
-            parts.append(torch.cat([own[torch.randperm(len(own), generator=g)] for _ in range(reps)])[:m])
-        return torch.cat(parts)
+        return torch.as_tensor(w / w.sum(), dtype=torch.float64)
+
+    def draw(self, positions: torch.Tensor, shares: torch.Tensor | None, generators: list) -> torch.Tensor:
+        """Record indices for sampled positions: the positions themselves without shares; with
+        shares, per sample a folder drawn with probability share_k and then one of its records
+        uniformly, from that sample's own generator (so any positive share is sampled and every
+        record of a folder is reachable)."""
+        positions = torch.as_tensor(positions)
+        if shares is None:
+            return positions
+        if not hasattr(self, "_own"):
+            self._own = [torch.nonzero(self.folder == k)[:, 0] for k in range(len(self.roots))]
+        out = []
+        for g in generators:
+            k = int(torch.multinomial(shares, 1, generator=g))
+            own = self._own[k]
+            out.append(own[int(torch.randint(len(own), (1,), generator=g))])
+        return torch.stack(out) if out else positions
 
     def __len__(self) -> int:
         return len(self.ids)

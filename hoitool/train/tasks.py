@@ -55,7 +55,7 @@ class VQVAETask:
                  occupancy_tau: float = 0.025, weights: list[float] | None = None):
         self.data = InteractionData(data)
         self.data_roots, self.weights = self.data.roots, weights
-        self.table = self.data.sampling_table(weights)
+        self.shares = self.data.folder_shares(weights)
         self.model_cfg = model or VQVAEConfig()
         self.augment = augment or Augment()
         self.surface_weight = float(surface_weight)
@@ -72,11 +72,12 @@ class VQVAETask:
         return VQVAE(self.model_cfg)
 
     def size(self) -> int:
-        return len(self.table)
+        return len(self.data)
 
     def loss(self, model, idx, keys, device):
         aug = torch.stack([random_rigid(torch_generator(*k, "augment"), self.augment.rotation, self.augment.shift) for k in keys])
-        grid = self.data.object_grids(self.table[torch.as_tensor(idx)], aug, device=device)
+        idx = self.data.draw(idx, self.shares, [torch_generator(*k, "record") for k in keys])  # see --data-weights
+        grid = self.data.object_grids(idx, aug, device=device)
         out = model(grid)
         err = (out.recon - grid).abs()
         l1 = err.mean()
@@ -195,7 +196,7 @@ class GHOPTask:
         self.vqvae_sha = state_hash(self.vqvae.state_dict())
         self.data = InteractionData(data)
         self.data_roots, self.weights = self.data.roots, weights
-        self.table = self.data.sampling_table(weights)
+        self.shares = self.data.folder_shares(weights)
         self.hand = prepared_hand(self.data_roots[0], mano_dir)
         self.hand_sha = hand_fingerprint(self.hand)
         for root in self.data_roots[1:]:  # one hand for all: grids and fields must agree
@@ -325,7 +326,7 @@ class GHOPTask:
         return UNet3D(self.model_cfg)
 
     def size(self) -> int:
-        return len(self.table)
+        return len(self.data)
 
     def x0(self, idx: torch.Tensor, copy: torch.Tensor) -> torch.Tensor:
         i, c = idx.numpy(), copy.numpy()
@@ -339,7 +340,7 @@ class GHOPTask:
         copy = torch.tensor([int(torch.randint(self.opts.copies, (1,), generator=g)) for g in gens])
         t = torch.tensor([int(torch.randint(T, (1,), generator=g)) for g in gens])
         drop = torch.tensor([bool(torch.rand(1, generator=g) < self.opts.text_dropout) for g in gens])
-        idx = self.table[torch.as_tensor(idx)]  # sampled positions -> records (see --data-weights)
+        idx = self.data.draw(idx, self.shares, [torch_generator(*k, "record") for k in keys])  # see --data-weights
         x0 = self.x0(idx, copy)
         noise = torch.stack([torch.randn(x0.shape[1:], generator=g) for g in gens])
         ctx = torch.where(drop[:, None], self.null_context[None], self.category_context[self.record_category[idx]])[:, None]
