@@ -43,10 +43,11 @@ def write_chumpy_file(path, arrays) -> None:
         del sys.modules["chumpy"], sys.modules["chumpy.ch"]
 
 
-def make_fake_mano_dir(folder: Path, seed: int = 0, keep_pca: bool = False) -> Path:
+def make_fake_mano_dir(folder: Path, seed: int = 0, keep_pca: bool = False, released_left: bool = False) -> Path:
     """Write MANO_RIGHT.pkl and MANO_LEFT.pkl into `folder` (the open hand's geometry); returns it.
     Unless `keep_pca`, each side gets a non-zero `hands_mean` and its own orthonormal 45 x 45
-    `hands_components`."""
+    `hands_components`. `released_left` flips the x components of the left shape directions,
+    the defect of the released MANO_LEFT.pkl that hoitool's hand model corrects."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -56,5 +57,8 @@ def make_fake_mano_dir(folder: Path, seed: int = 0, keep_pca: bool = False) -> P
             arrays["hands_mean"] = rng.normal(0, 0.15, 45).astype(np.float32)
             q, _ = np.linalg.qr(rng.normal(size=(45, 45)))
             arrays["hands_components"] = q.T.astype(np.float32)  # rows are components
+        if released_left and side == "left":
+            arrays["shapedirs"] = arrays["shapedirs"].copy()
+            arrays["shapedirs"][:, 0, :] *= -1
         write_chumpy_file(folder / f"MANO_{side.upper()}.pkl", arrays)
     return folder

@@ -61,7 +61,7 @@ def _arctic(root, tiny_prepared, mano_dir, seed=0):
     ball = next(g for g in gs if g.category == "ball")
     one, two, parts = {}, {}, {}
     templates = root / "meta" / "object_vtemplates"
-    # 'box': top.obj + bottom.obj; 'ketchup': mesh.obj + parts.json (top vertices first)
+    # 'box': top.obj + bottom.obj; 'ketchup': mesh.obj + parts.json (top vertices first, marked 0 as the toolkit's object_tensors.py reads them)
     for name, g in (("box", box), ("ketchup", ball)):
         bottom, top = _parts(g)
         parts[name] = (bottom, top)
@@ -70,7 +70,7 @@ def _arctic(root, tiny_prepared, mano_dir, seed=0):
             write_obj(templates / name / "top.obj", top, 1000)
         else:
             write_obj(templates / name / "mesh.obj", trimesh.util.concatenate([top, bottom]), 1000)
-            (templates / name / "parts.json").write_text(json.dumps([1] * len(top.vertices) + [0] * len(bottom.vertices)))
+            (templates / name / "parts.json").write_text(json.dumps([0] * len(top.vertices) + [1] * len(bottom.vertices)))
     seqs = {
         # (subject, seq): grasp, articulation angles, per-frame moves of the left hand
         ("s01", "box_grab_01"): (box, [0.10, 0.40, 0.1005], [None, None, None]),

@@ -96,3 +96,38 @@ def test_ho3d_relative_root_gives_absolute_mesh_paths(tmp_path, tiny_prepared, f
     assert res.exit_code == 0, res.output
     rec = json.loads((tmp_path / "prep" / "dataset" / "records.jsonl").read_text().splitlines()[0])
     assert rec["object_mesh"].startswith(str(tmp_path))
+
+
+def test_ho3d_reads_one_camera_of_multi_camera_sequences_and_skips_malformed_files(tmp_path, tiny_prepared, fake_mano):
+    import shutil
+
+    root = tmp_path / "HO3D_v3"
+    _ho3d(root, tiny_prepared, fake_mano)
+    (root / "train" / "SEQ0" / "meta" / "0002.pkl").unlink()
+    shutil.copytree(root / "train" / "SEQ0", root / "train" / "ABF10")
+    shutil.copytree(root / "train" / "SEQ0", root / "train" / "ABF11")
+    with open(root / "train" / "SEQ1" / "meta" / "0005.pkl", "wb") as fh:
+        pickle.dump([1, 2, 3], fh)
+    with open(root / "train" / "SEQ1" / "meta" / "0006.pkl", "wb") as fh:
+        pickle.dump({"handPose": np.zeros(40), "handTrans": np.zeros(3), "handBeta": np.zeros(10), "objRot": np.zeros(3),
+                     "objTrans": np.zeros(3), "objName": "025_mug"}, fh)
+    out = tmp_path / "prep"
+    res = runner.invoke(app, ["prepare-data", "--dataset", "ho3d", "--root", str(root), "--mano-dir", str(fake_mano), "--out", str(out),
+                              "-j", "1", "--no-preview"])
+    assert res.exit_code == 0, res.output
+    assert "skipped 2: same frames as another camera" in res.output
+    assert "skipped 1: annotation file is not a dict" in res.output
+    assert "skipped 1: annotation arrays have unexpected sizes" in res.output
+    ids = (out / "dataset" / "records.jsonl").read_text()
+    assert "ho3d-ABF10-0000" in ids and "ABF11" not in ids
+
+
+def test_dataset_option_errors(tmp_path, tiny_prepared, fake_mano):
+    root = tmp_path / "HO3D_v3"
+    _ho3d(root, tiny_prepared, fake_mano)
+    base = ["prepare-data", "--dataset", "ho3d", "--root", str(root), "--mano-dir", str(fake_mano), "--out", str(tmp_path / "o")]
+    for extra, why in ((["--scale", "0.001"], "--scale applies to --manifest"), (["--max-gap-mm", "-5"], "--max-gap-mm must be"),
+                       (["--max-gap-mm", "nan"], "--max-gap-mm must be"), (["--synthetic", "4"], "drop --synthetic")):
+        res = runner.invoke(app, base + extra)
+        assert res.exit_code == 2 and why in res.output, res.output
+        assert not (tmp_path / "o").exists()

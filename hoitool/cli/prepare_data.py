@@ -49,7 +49,7 @@ def prepare_data(
                 raise InputError(f"{', '.join(given)} {'apply' if len(given) > 1 else 'applies'} to --dataset only")
         else:
             conv = _convert_dataset(dataset, root, objects, out, categories, stride, max_records, max_gap_mm, mano_dir,
-                                    manifest, synthetic, two_hands, dry_run)
+                                    manifest, synthetic, two_hands, dry_run, scale)
             if conv is None:
                 return
             manifest, categories = conv.manifest, None
@@ -103,7 +103,7 @@ def prepare_data(
 
 
 def _convert_dataset(name, root, objects, out, categories, stride, max_records, max_gap_mm, mano_dir, manifest, synthetic,
-                     two_hands, dry_run):
+                     two_hands, dry_run, scale=None):
     """--dataset: the dataset converted into OUT/dataset/records.jsonl (None after --dry-run)."""
     from hoitool.data.datasets.base import ConvertOptions
     from hoitool.data.datasets.convert import check_root, convert
@@ -113,6 +113,8 @@ def _convert_dataset(name, root, objects, out, categories, stride, max_records, 
     given = [n for n, v in (("--manifest", manifest), ("--synthetic", synthetic or None), ("--two-hands", two_hands or None)) if v is not None]
     if given:
         raise InputError(f"--dataset reads its own records: drop {', '.join(given)}")
+    if scale is not None:
+        raise InputError("--scale applies to --manifest meshes: a --dataset converter puts its records in metres itself; drop it")
     if root is None:
         raise InputError("--dataset needs --root: the dataset's root folder")
     opts = ConvertOptions(dataset=name, root=root.expanduser(), work=out / "dataset", objects=objects, mano_dir=str(mano_dir) if mano_dir else None,

@@ -13,7 +13,9 @@ common/object_tensors.py, common/body_models.py):
                                             (3, axis-angle) and translation (3, millimetres) of
                                             the object in the world frame
     ROOT/meta/object_vtemplates/<OBJECT>/   top.obj and bottom.obj (the two parts), or mesh.obj
-                                            with parts.json (one 0/1 per vertex, 1 = top), in
+                                            with parts.json (one 0/1 per vertex, 0 = top: the
+                                            toolkit's object_tensors.py adds 1 and articulates
+                                            parts_ids == 1), in
                                             the object's canonical frame, millimetres
 <OBJECT> is the sequence name up to its first underscore ('box_grab_01' -> 'box').
 
@@ -36,9 +38,9 @@ whose MANO and object files disagree on the frame count; frames with non-finite 
 where both are gets the interaction label 'bimanual_grasp').
 
 Known difference: the toolkit's smplx MANO layers do not fix the left model's shape directions
-(smplx issue #48) and hoitool's do, so a left hand's shape (not its pose or placement) differs
-somewhat from the toolkit's mesh where betas are far from zero (see zc-alexfan/arctic#50); no
-choice of parameters expresses the toolkit's left shape in the fixed model.
+(smplx issue #48) and hoitool's do: `Context.left_as_released` refits each left hand's betas
+and keeps its wrist where the toolkit put it; what the fixed directions cannot express remains
+a shape difference where betas are far from zero (see zc-alexfan/arctic#50).
 Unconfirmed: the units of top.obj / bottom.obj (taken as millimetres, like mesh.obj, with which
 the toolkit's documentation says they are aligned).
 """
@@ -128,7 +130,7 @@ class Template:
                 return cls(folder.name, load(folder / "bottom.obj"), load(folder / "top.obj"))
             if (folder / "mesh.obj").is_file() and (folder / "parts.json").is_file():
                 v, f = load(folder / "mesh.obj")
-                top = np.asarray(json.loads((folder / "parts.json").read_text()), np.int64).reshape(-1) == 1
+                top = np.asarray(json.loads((folder / "parts.json").read_text()), np.int64).reshape(-1) == 0  # see the docstring
                 if top.shape[0] != len(v):
                     raise InputError(f"{folder / 'parts.json'} has {top.shape[0]} entries for {len(v)} vertices of mesh.obj")
                 return cls(folder.name, (v[~top], _faces_of(f, ~top)), (v[top], _faces_of(f, top)))
@@ -280,7 +282,7 @@ def _pose_sequence(ctx, subject, seq, name, category, idx, obj, hands, template,
         h = hands[s]
         p = HandParams.from_numpy({"global_orient": h["rot"][idx], "hand_pose": ctx.full_pose(s, h["pose"][idx], flat_mean=False),
                                    "betas": _betas10(h["shape"][idx]), "transl": h["trans"][idx]}, side=s)
-        params[s] = ctx.to_object_frame(s, p, oTw)
+        params[s] = ctx.to_object_frame(s, ctx.left_as_released(p), oTw)
         gaps[s] = None
         if filter_mm is not None:
             g = []

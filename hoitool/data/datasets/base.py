@@ -136,6 +136,55 @@ class Context:
         with torch.no_grad():
             return transform_params(self.hand(side), params, T)
 
+    def fit_template(self, side: str, vtemp: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """(betas (10,), wrist offset (3,), RMS residual in metres) of a rest hand template given
+        as vertices: least-squares betas (and a rigid offset) on the hand model's shape
+        directions, and what to add to a translation so that the fitted hand's wrist joint is the
+        template's."""
+        layer = self.hand(side).layer
+        vt = layer.v_template.detach().double().numpy()
+        S = layer.shapedirs.detach().double().numpy()[..., :10]  # (V, 3, 10)
+        J = layer.J_regressor.detach().double().numpy()
+        if vtemp.shape != vt.shape:
+            raise InputError(f"hand template has {len(vtemp)} vertices, the hand model {len(vt)}")
+        V = vt.shape[0]
+        A = np.concatenate([S.reshape(V * 3, 10), np.tile(np.eye(3), (V, 1))], 1)
+        sol, *_ = np.linalg.lstsq(A, (vtemp - vt).reshape(-1), rcond=None)
+        betas = sol[:10]
+        fitted = vt + S @ betas
+        rms = float(np.sqrt(((fitted + sol[10:] - vtemp) ** 2).sum(1).mean()))
+        return betas.astype(np.float32), J[0] @ vtemp - J[0] @ fitted, rms
+
+    def left_as_released(self, params: HandParams) -> HandParams:
+        """Left hands of toolkits that pose MANO_LEFT.pkl as released. hoitool corrects that
+        file's shape directions (see `hand.model._fix_mano_left_shapedirs`), so the same betas
+        would give another shape and, through the betas-dependent wrist joint, another place.
+        Each hand's released rest shape is refitted with the corrected directions and the
+        translation moved so that the wrist joint stays where the toolkit put it. Right hands,
+        and hand models the correction leaves alone, pass unchanged."""
+        hand = self.hand(params.side)
+        if params.side != "left" or not hand.is_mano:
+            return params
+        if not hasattr(self, "_released"):
+            from hoitool.hand.mano_io import load_arrays
+
+            raw = np.asarray(load_arrays("left", self.opts.mano_dir)[0]["shapedirs"], np.float64)[..., :10]
+            fixed = hand.layer.shapedirs.detach().double().numpy()[..., :10]
+            self._released = {"raw": None if np.allclose(raw, fixed) else raw}
+        raw = self._released["raw"]
+        if raw is None:
+            return params
+        vt = hand.layer.v_template.detach().double().numpy()
+        betas, transl = params.betas.clone(), params.transl.clone()
+        for i, b in enumerate(params.betas.double().numpy()):
+            key = b.tobytes()
+            if key not in self._released:  # betas repeat (one per subject or sequence)
+                self._released[key] = self.fit_template("left", vt + raw @ b)[:2]
+            fit, offset = self._released[key]
+            betas[i] = torch.as_tensor(fit)
+            transl[i] = transl[i] + torch.as_tensor(offset, dtype=transl.dtype)
+        return HandParams(params.global_orient, params.hand_pose, betas, transl, "left")
+
     # -- selection --------------------------------------------------------------------------
     def frames(self, items):
         """Every --stride-th item of a sequence's frames."""

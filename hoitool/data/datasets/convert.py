@@ -26,6 +26,10 @@ from hoitool.errors import InputError
 from hoitool.utils.io import write_json
 
 
+#: Bumped when a converter's output changes for the same files: an earlier conversion is then redone.
+CONVERTER_VERSION = 1
+
+
 @dataclass
 class Tally:
     """Counts of what a conversion read, kept and skipped (with a first example per reason)."""
@@ -106,6 +110,8 @@ def check_root(opts: ConvertOptions):
     if ds.mano == "required" and not (opts.mano_dir or os.environ.get("HOITOOL_MANO_DIR")):
         raise InputError(f"{ds.title} stores MANO parameters that only the MANO model reads correctly: "
                          "pass --mano-dir FOLDER (with MANO_RIGHT.pkl and MANO_LEFT.pkl)")
+    if not (np.isfinite(opts.max_gap_mm) and opts.max_gap_mm >= 0):
+        raise InputError(f"--max-gap-mm must be 0 (keep all) or a positive distance, got {opts.max_gap_mm}")
     if opts.stride < 1:
         raise InputError(f"--stride must be 1 or more, got {opts.stride}")
     if opts.max_records is not None and opts.max_records < 1:
@@ -117,7 +123,7 @@ def _key(opts: ConvertOptions) -> dict:
     """What a conversion's output depends on (besides the dataset's files)."""
     from hoitool.data.prepare import hand_record
 
-    return {"dataset": opts.dataset, "root": str(Path(opts.root).resolve()),
+    return {"version": CONVERTER_VERSION, "dataset": opts.dataset, "root": str(Path(opts.root).resolve()),
             "objects": str(Path(opts.objects).resolve()) if opts.objects else None, "stride": opts.stride,
             "categories": opts.categories, "max_records": opts.max_records, "max_gap_mm": opts.max_gap_mm,
             "hand": hand_record(opts.mano_dir)["fingerprint"]}
@@ -145,11 +151,14 @@ def convert(opts: ConvertOptions, progress: Callable[[int, int], None] | None = 
     tally = Tally()
     keep = _ContactFilter(ctx, opts.max_gap_mm / 1000) if ds.hands == "one" and opts.max_gap_mm > 0 else None
     records, seen = [], set()
-    for item in ds.read(ctx):
+    for item in _guarded(ds, ctx):
         if isinstance(item, Skip):
             tally.skip(item)
             continue
         tally.looked_at += 1
+        if not _finite(item):
+            tally.drop("NaN or infinite hand parameters", item.id)
+            continue
         if ds.hands == "one" and not ctx.want(item.category):
             tally.drop("category not in --categories", item.id)
             continue
@@ -177,6 +186,28 @@ def convert(opts: ConvertOptions, progress: Callable[[int, int], None] | None = 
                         "max_gap_mm": opts.max_gap_mm, "looked_at": tally.looked_at, "kept": tally.kept,
                         "skipped": tally.skipped})
     return ConvertResult(manifest, ds.hands, tally, time.time() - t0, [manifest, report])
+
+
+def _guarded(ds, ctx: Context):
+    """The converter's items; an annotation of unexpected content ends the run in one line
+    (naming the last frame read) instead of a traceback."""
+    where = "the first frame"
+    it = ds.read(ctx)
+    while True:
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+            raise InputError(f"{ds.title}: unexpected annotation content after {where} ({type(e).__name__}: {e}): "
+                             f"is --root the release as its authors ship it? ({ds.layout})") from None
+        where = item.where if isinstance(item, Skip) else item.id
+        yield item
+
+
+def _finite(item) -> bool:
+    hands = [item.right, item.left] if hasattr(item, "right") else [{k: getattr(item, k) for k in ("global_orient", "hand_pose", "betas", "transl")}]
+    return all(np.isfinite(np.asarray(v, np.float64)).all() for h in hands for v in h.values())
 
 
 def _write_if_changed(path: Path, records: list, hands: str) -> None:

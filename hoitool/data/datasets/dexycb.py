@@ -22,8 +22,8 @@ MANO file of that side (hence --mano-dir), and the translation is added after po
 wrist joint, exactly as smplx's `transl`. The camera frame is OpenCV's (the toolkit's y/z flip
 is for pyrender only). Left hands are posed with MANO_LEFT.pkl's own PCA basis and mean and
 kept as left-hand records (manopth reads MANO_LEFT.pkl as released, while hoitool's hand model
-corrects that file's shape directions, so a left hand's shape, not its pose, can differ
-slightly from the toolkit's mesh).
+corrects that file's shape directions: `Context.left_as_released` refits the betas and keeps
+the wrist where the toolkit put it; a residual shape difference remains).
 Cameras: the eight cameras show the same 3D frames, so one camera's labels per sequence are
 read (the first of meta.yml's serials that has labels); the hand goes into the grasped
 object's frame by the inverse of that camera's pose_y. Skipped: frames whose hand or grasped
@@ -144,7 +144,7 @@ def _read(ctx: Context):
                 yield Skip("grasped object not annotated in the frame (all-zero pose_y)", fwhere)
                 continue
             hand_pose = ctx.full_pose(side, pose_m[3:48], pca=True, flat_mean=False)
-            params = params_of(pose_m[:3], hand_pose, betas, pose_m[48:51], side)
+            params = ctx.left_as_released(params_of(pose_m[:3], hand_pose, betas, pose_m[48:51], side))
             cTo = np.eye(4)
             cTo[:3] = pose_y[grasp_ind]
             image = seq / serial / f"color_{frame:06d}.jpg"

@@ -116,26 +116,6 @@ def _read_vertices(path: Path) -> np.ndarray:
         raise InputError(f"cannot read hand template {path}: {type(e).__name__}: {e}") from e
 
 
-def fit_template(ctx: Context, side: str, vtemp: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """(betas (10,), wrist offset (3,), RMS residual in metres) of a personal hand template: the
-    least-squares betas (and rigid offset) on the MANO model's shape directions, and what to add
-    to GRAB's translation so that the fitted hand's wrist is the template's."""
-    layer = ctx.hand(side).layer
-    vt = layer.v_template.detach().double().numpy()
-    S = layer.shapedirs.detach().double().numpy()[..., :10]  # (V, 3, 10)
-    J = layer.J_regressor.detach().double().numpy()
-    if vtemp.shape != vt.shape:
-        raise InputError(f"hand template has {len(vtemp)} vertices, the MANO model {len(vt)}")
-    V = vt.shape[0]
-    A = np.concatenate([S.reshape(V * 3, 10), np.tile(np.eye(3), (V, 1))], 1)
-    sol, *_ = np.linalg.lstsq(A, (vtemp - vt).reshape(-1), rcond=None)
-    betas = sol[:10]
-    fitted = vt + S @ betas
-    rms = float(np.sqrt(((fitted + sol[10:] - vtemp) ** 2).sum(1).mean()))
-    offset = J[0] @ vtemp - J[0] @ fitted
-    return betas.astype(np.float32), offset, rms
-
-
 def _object_to_world(params: dict, frames: np.ndarray) -> np.ndarray:
     """(N, 4, 4) wTo: GRAB's ObjectModel maps x -> R(global_orient)^T x + transl."""
     from scipy.spatial.transform import Rotation
@@ -206,7 +186,7 @@ def _read(ctx: Context):
                 continue
             key = (side, vtemp_path)
             if key not in fits:
-                fits[key] = fit_template(ctx, side, _read_vertices(vtemp_path))
+                fits[key] = ctx.fit_template(side, _read_vertices(vtemp_path))
             betas, offset, rms = fits[key]
             keep = np.ones(len(frames), bool)
             if contact is not None:

@@ -11,7 +11,11 @@ Conventions: the toolkit builds MANO with `flat_hand_mean=True` and sets `fullpo
 so the 45 articulation numbers are hoitool's flat-mean axis-angle as they are. The object's
 camera pose maps model coordinates into the camera (x_c = R(objRot) x_o + objTrans); hands go
 into the object frame by its inverse. Frames whose meta holds no hand pose (the evaluation
-split's) are skipped.
+split's) are skipped, and so are annotation files that cannot be read or lack a field.
+
+Several sequences were filmed by up to five cameras at once, as folders `<NAME><CAMERA>`
+(`ABF10`..`ABF14`, ...: the toolkit's `multiCamSeqs`); they hold the same 3D annotation per
+frame, which in the object's frame is the same record, so only the first camera is read.
 """
 
 from __future__ import annotations
@@ -45,19 +49,63 @@ def ycb_mesh(objects: Path, name: str) -> Path | None:
     return None
 
 
+#: Multi-camera sequence names (each folder is the name plus a camera digit).
+MULTI_CAMERA = ("ABF1", "BB1", "GPMF1", "GSF1", "MDF1", "SB1", "ShSu1", "SiBF1", "SMu4")
+
+
+def _first_cameras(seqs: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(sequences to read, other cameras of multi-camera sequences)."""
+    keep, other, seen = [], [], set()
+    for seq in seqs:
+        base = seq.name[:-1]
+        if base in MULTI_CAMERA and seq.name[-1:].isdigit():
+            if base in seen:
+                other.append(seq)
+                continue
+            seen.add(base)
+        keep.append(seq)
+    return keep, other
+
+
+def _meta(path: Path) -> dict | str:
+    """The annotation of one frame, or why it cannot be used."""
+    from hoitool.errors import InputError
+
+    try:
+        m = load_pickle(path)
+    except InputError:
+        return "annotation file unreadable"
+    if not isinstance(m, dict):
+        return "annotation file is not a dict"
+    if m.get("handPose") is None or m.get("objRot") is None:
+        return "no hand or object pose in the annotation (evaluation frames)"
+    try:
+        sizes = {k: np.asarray(m[k], np.float64).size for k in ("handPose", "handTrans", "handBeta", "objRot", "objTrans")}
+        str(m["objName"])
+    except (KeyError, TypeError, ValueError):
+        return "annotation lacks a field (handPose, handTrans, handBeta, objRot, objTrans, objName)"
+    if sizes != {"handPose": 48, "handTrans": 3, "handBeta": 10, "objRot": 3, "objTrans": 3}:
+        return "annotation arrays have unexpected sizes"
+    return m
+
+
 def _check(root: Path) -> str | None:
     return missing(root, "train/*/meta/*.pkl")
 
 
 def _read(ctx: Context):
     objects = ctx.objects_root(ctx.root / "models")
-    for seq in sorted(p for p in (ctx.root / "train").iterdir() if p.is_dir()):
+    seqs, others = _first_cameras(sorted(p for p in (ctx.root / "train").iterdir() if p.is_dir()))
+    for seq in others:
+        yield Skip("same frames as another camera of a multi-camera sequence", seq.name,
+                   count=len(ctx.frames(sorted((seq / "meta").glob("*.pkl")))))
+    for seq in seqs:
         metas = sorted((seq / "meta").glob("*.pkl"))
         for meta in ctx.frames(metas):
             where = f"{seq.name}/{meta.stem}"
-            m = load_pickle(meta)
-            if m.get("handPose") is None or m.get("objRot") is None:
-                yield Skip("no hand or object pose in the annotation (evaluation frames)", where)
+            m = _meta(meta)
+            if isinstance(m, str):
+                yield Skip(m, where)
                 continue
             name = str(m["objName"])
             category = ycb_category(name)

@@ -31,8 +31,8 @@ part meshes and joints; not converted), frames without an object pose, unreadabl
 (`...-<frame>-right`, `...-left`); the contact filter drops the hand that does not touch the
 object.
 Unconfirmed: (1) the left-hand files follow the right hand's convention (manopth side='left',
-flat_hand_mean=True, use_pca=False): the README shows the right hand only (as for DexYCB, a
-left hand's shape can differ slightly: hoitool corrects MANO_LEFT.pkl's shape directions);
+flat_hand_mean=True, use_pca=False): the README shows the right hand only (as for DexYCB, left
+hands go through `Context.left_as_released`: hoitool corrects MANO_LEFT.pkl's shape directions);
 (2) objpose files may be Python literals rather than strict JSON (the README reads them with
 `eval`): both are accepted; (3) CAD files are named with three digits (`N05` -> `005.obj`),
 the unpadded name is tried too; (4) the CAD models are in metres (the G-HOP authors'
@@ -177,7 +177,7 @@ def _read(ctx: Context):
                 if pose.size != 48:
                     yield Skip("hand pose file with a poseCoeff that is not 48 numbers", str(path))
                     continue
-                params = params_of(pose[:3], ctx.full_pose(side, pose[3:]), h["beta"], h["trans"], side)
+                params = ctx.left_as_released(params_of(pose[:3], ctx.full_pose(side, pose[3:]), h["beta"], h["trans"], side))
                 yield record(side, ctx.to_object_frame(side, params, oTc), mesh=mesh, category=category,
                              id=f"hoi4d-{sid}-{frame:05d}-{side}", source="hoi4d", **extra)
 
