@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: setup setup-detect test test-fast bench bench-prior bench-grasp bench-video bench-reconstruct bench-memory bench-twohands bench-render bench-hoidiff hand clean
+.PHONY: setup setup-detect test test-fast bench bench-prior bench-grasp bench-video bench-reconstruct bench-masks bench-memory bench-twohands bench-render bench-hoidiff hand clean
 
 setup:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,7 @@ bench:
 	$(MAKE) bench-prior
 	$(MAKE) bench-grasp
 	$(MAKE) bench-reconstruct
+	$(MAKE) bench-masks
 	$(MAKE) bench-video
 	$(MAKE) bench-memory
 	$(MAKE) bench-twohands
@@ -111,6 +112,12 @@ bench-video:
 bench-reconstruct:
 	test -f bench_results/heldout/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 224 --seed 1 --out bench_results/heldout --no-preview
 	$(BIN)/python scripts/bench_reconstruct.py --heldout bench_results/heldout --images 50 --cao-every 5 --out bench_results/bench_reconstruct.json
+
+# Masks without learned weights (GrabCut from the object box and the fitted hand) on 50 rendered grasps composited over
+# scikit-image's sample photographs: IoU against the truth, then reconstruction with true vs derived masks on the first 8.
+bench-masks:
+	test -f bench_results/heldout/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 224 --seed 1 --out bench_results/heldout --no-preview
+	$(BIN)/python scripts/bench_masks.py --heldout bench_results/heldout --images 50 --recon-images 8 --out bench_results/bench_masks.json
 
 # Peak memory of `train ghop` (encoding into the memory-mapped latent cache, then training) for 1k and 10k records.
 bench-memory:

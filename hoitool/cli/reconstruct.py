@@ -37,8 +37,11 @@ def reconstruct(
     sam_checkpoint: Optional[Path] = typer.Option(None, "--sam-checkpoint", help="Segment Anything checkpoint (local .pth) to make the masks not given as files "
                                                   "(a clip: prompted on its first frame, then each frame by the previous mask's box)."),
     hand_box: Optional[str] = typer.Option(None, "--hand-box", help="SAM box prompt for the hand: x0,y0,x1,y1 pixels (default: the keypoints' box)."),
-    object_box: Optional[str] = typer.Option(None, "--object-box", help="SAM box prompt for the object: x0,y0,x1,y1 pixels (a clip: on its first frame)."),
-    object_point: Optional[list[str]] = typer.Option(None, "--object-point", help="SAM point prompt on the object: u,v pixels (repeatable)."),
+    object_box: Optional[str] = typer.Option(None, "--object-box", help="Box around the object: x0,y0,x1,y1 pixels. A photo without "
+                                             "--object-mask or SAM: the object and hand masks are made here with GrabCut (no weights); "
+                                             "with --sam-checkpoint: SAM's prompt (a clip: on its first frame)."),
+    object_point: Optional[list[str]] = typer.Option(None, "--object-point", help="A pixel on the object: u,v (repeatable); SAM's point "
+                                                     "prompt, or definitely object for GrabCut."),
     focal: Optional[float] = typer.Option(None, "--focal", help="Focal length in pixels (default: a 50 degree field of view across the longer side)."),
     side: str = typer.Option("right", "--side", help="right or left hand."),
     method: str = typer.Option("easyhoi", "--method", help="Image: easyhoi (contact alignment + refinement) or cao (joint optimisation)."),
@@ -63,8 +66,11 @@ def reconstruct(
     """Reconstruct the hand and the object from one image (EasyHOI's stages, or Cao et al.'s joint losses with
     --method cao), or from a clip (per-frame hand fits smoothed over time, one object shape with a pose per frame
     relative to the hand, guided by the G-HOP prior). Needs the object's shape (--object-mesh or --category), hand
-    and object masks (files or --sam-checkpoint) and the 2D hand keypoints (--keypoints or --detect). Writes meshes in
-    the camera frame, params.json and renders (overlay and side view; for a clip, overlay and turntable videos)."""
+    and object masks (files, --sam-checkpoint, or for a photo --object-box: GrabCut from the box and the fitted hand)
+    and the 2D hand keypoints (--keypoints or --detect). Writes meshes in the camera frame, params.json, the masks used
+    and renders (overlay and side view; for a clip, overlay and turntable videos)."""
+    import numpy as np
+
     from hoitool.errors import InputError
     from hoitool.data import image_inputs as ii
     from hoitool.pipelines.image_recon import ReconstructConfig
@@ -109,6 +115,14 @@ def reconstruct(
         if (object_mesh is None) == (category is None):
             raise InputError("give the object's shape: --object-mesh PATH (a template or CAD model) or --category NAME "
                              "(a template from hoitool's object library), not both")
+        if focal is not None and not (np.isfinite(focal) and focal > 0):
+            raise InputError(f"--focal must be a positive number of pixels, got {focal}")
+        if category is not None:  # a name without a template is refused before the detector and the masks run
+            from hoitool.data.templates import category_template
+
+            category_template(category)
+        elif not object_mesh.is_file():
+            raise InputError(f"mesh file not found: {object_mesh}")
         out = out or Path(f"recon_{image.stem}")
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise InputError(f"{out} already exists and is not empty: choose another --out or delete it")
@@ -118,6 +132,16 @@ def reconstruct(
             raise InputError("give --keypoints FILE or --detect, not both")
         if keypoints is None and not detect:
             raise InputError("no hand keypoints: pass --keypoints FILE (21 points, OpenPose order) or --detect")
+        from hoitool.pipelines.segment import parse_box, parse_point
+
+        obox = ii.check_box(parse_box(object_box, "--object-box"), shape, "--object-box") if object_box else None
+        hbox = ii.check_box(parse_box(hand_box, "--hand-box"), shape, "--hand-box") if hand_box else None
+        opoints = [ii.check_point(parse_point(p), shape, "--object-point") for p in object_point or []]
+        masks = {}
+        for what, path in (("hand", hand_mask), ("object", object_mask)):
+            if path is not None:
+                masks[what] = ii.load_mask(path, shape, what)
+        missing = [w for w in ("hand", "object") if w not in masks]
         if detect:
             from hoitool.hand.detect import detect_keypoints
 
@@ -127,42 +151,70 @@ def reconstruct(
         else:
             uv, conf = ii.load_keypoints(keypoints, side)
         ii.check_keypoints_in_image(uv, conf, shape, str(keypoints or "the detector's keypoints"))
-        masks = {}
-        for what, path in (("hand", hand_mask), ("object", object_mask)):
-            if path is not None:
-                masks[what] = ii.load_mask(path, shape, what)
-        missing = [w for w in ("hand", "object") if w not in masks]
-        if missing:
-            if sam_checkpoint is None:
-                raise InputError(f"no {' or '.join(missing)} mask: pass --{missing[0]}-mask FILE, or --sam-checkpoint PATH "
-                                 "with a prompt (--object-box / --object-point; the hand's box comes from the keypoints)")
-            from hoitool.pipelines.segment import SamSegmenter, parse_box, parse_point
+        if missing and sam_checkpoint is None:
+            if hbox is not None:
+                raise InputError("--hand-box is SAM's prompt for the hand (with --sam-checkpoint); without SAM the hand mask "
+                                 "comes from the hand fitted to the keypoints: leave it out")
+            if "object" in missing and obox is None:
+                raise InputError("no object mask: pass --object-box X0,Y0,X1,Y1 around the object (segmented here with GrabCut, "
+                                 "no weights needed), --object-mask FILE, or --sam-checkpoint PATH with a prompt")
+        elif "object" in missing and obox is None and not opoints:
+            raise InputError("SAM needs a prompt for the object: --object-box x0,y0,x1,y1 or --object-point u,v")
+        sources = {"keypoints": "detected" if detect else "given", "hand_mask": "given", "object_mask": "given",
+                   "focal": "given" if focal is not None else "default"}
+        hand_params = None
+        if missing and sam_checkpoint is not None:
+            from hoitool.pipelines.segment import SamSegmenter
 
             sam = SamSegmenter(sam_checkpoint, device=resolve_device(device))
             sam.set_image(img)
             for what in missing:
                 if what == "hand":
-                    box = parse_box(hand_box, "--hand-box") if hand_box else ii.keypoint_box(uv, conf, shape)
-                    m = sam.segment(box=box)
+                    m = sam.segment(box=hbox if hbox is not None else ii.keypoint_box(uv, conf, shape))
                 else:
-                    if object_box is None and not object_point:
-                        raise InputError("SAM needs a prompt for the object: --object-box x0,y0,x1,y1 or --object-point u,v")
-                    m = sam.segment(box=parse_box(object_box, "--object-box") if object_box else None,
-                                    points=[parse_point(p) for p in object_point or []])
+                    m = sam.segment(box=obox, points=opoints)
                 masks[what] = ii.check_mask(m, shape, what, "from SAM")
+                sources[f"{what}_mask"] = "sam"
             if "object" in missing:  # SAM keeps the fingers on the object: remove the hand, from SAM or a file
                 masks["object"] = masks["object"] & ~masks["hand"]
                 ii.check_mask(masks["object"], shape, "object", "from SAM (minus the hand)")
+        elif missing:
+            from hoitool.geometry.camera import Camera
+            from hoitool.hand.model import HandModel
+            from hoitool.pipelines.grabcut import derive_masks
+
+            H, W = shape
+            try:
+                derived = derive_masks(img, Camera.default(W, H, focal), HandModel(side), uv, conf, obox, masks.get("hand"),
+                                       masks.get("object"), opoints)
+            except ValueError as e:
+                raise InputError(f"cannot derive the masks of {image}: {e}; draw --object-box around the object only, or "
+                                 "pass --object-mask FILE") from None
+            hand_params = derived.hand_params
+            for what in missing:
+                m = derived.hand if what == "hand" else derived.object
+                if not m.any():
+                    hint = ("draw --object-box tightly around the object" if what == "object"
+                            else "check the keypoints and --side")
+                    raise InputError(f"GrabCut found no {what} in {image}: {hint}, or pass --{what}-mask FILE")
+                masks[what] = ii.check_mask(m, shape, what, "from GrabCut")
+                sources[f"{what}_mask"] = "derived-grabcut"
         run_reconstruction(img, masks["hand"], masks["object"], uv, conf, out, object_mesh=object_mesh, category=category,
                            scale=scale, focal=focal, save_stages=save_stages,
                            cfg=ReconstructConfig(method=method, side=side, rotations=rotations, top_k=top_k,
                                                  refine_steps=refine_steps, seed=seed, device=str(resolve_device(device))),
-                           source=str(image))
+                           source=str(image), sources=sources, hand_params=hand_params, object_box=obox,
+                           files={"keypoints": keypoints, "hand_mask": hand_mask, "object_mask": object_mask})
 
 
 def run_reconstruction(img, hand_mask, object_mask, uv, conf, out: Path, *, object_mesh, category, scale, focal, save_stages,
-                       cfg, source: str) -> None:
-    """Load the object, run the pipeline with a progress bar, write the outputs atomically."""
+                       cfg, source: str, sources: dict | None = None, hand_params=None, object_box=None,
+                       files: dict | None = None) -> None:
+    """Load the object, run the pipeline with a progress bar, write the outputs atomically.
+
+    sources: where each input came from (keypoints detected/given; hand and object masks
+    given/sam/derived-grabcut; focal given/default), recorded in params.json and the closing panel;
+    hand_params: the hand already fitted to the keypoints (for the GrabCut masks), reused as stage 1."""
     import time
 
     import numpy as np
@@ -197,17 +249,30 @@ def run_reconstruction(img, hand_mask, object_mask, uv, conf, out: Path, *, obje
         def tick(stage, done, total):
             bar(order[stage] * 100 + int(100 * done / max(total, 1)), 400)
 
-        result = reconstruct_image(inputs, mesh, camera, cfg, template=template, hand=hand, progress=tick)
+        result = reconstruct_image(inputs, mesh, camera, cfg, template=template, hand=hand, progress=tick, hand_params=hand_params)
     final = result.final
     if not all(np.isfinite(v) for v in final.metrics.values()):
         raise InputError("the reconstruction diverged (NaN): check that the masks and keypoints belong to this image")
+    sources = sources or {}
+    inputs_used = {**sources, "focal_px": round(camera.fx, 3),
+                   "object_box": None if object_box is None else [round(float(v), 2) for v in object_box],
+                   "files": {k: str(v) for k, v in (files or {}).items() if v is not None}}
+    if "derived-grabcut" in sources.values():
+        from hoitool.pipelines.grabcut import GrabCutConfig
+        from hoitool.utils.config import to_dict
+
+        inputs_used["grabcut"] = to_dict(GrabCutConfig())
     extra = {"image": source, "object_mesh": name, "template": "metric mesh" if template else f"category {name}",
-             "method": cfg.method, "seconds": round(time.time() - t0, 2)}
+             "method": cfg.method, "seconds": round(time.time() - t0, 2), "inputs": inputs_used}
     with staged_folder(out) as tmp:
-        files = write_outputs(tmp, result, hand, img, extra, save_stages)
+        written = write_outputs(tmp, result, hand, img, extra, save_stages, masks=(hand_mask, object_mask), box=object_box)
         save_config(cfg, tmp / "config.yaml")
     m = final.metrics
-    summary("hoitool reconstruct", [out / p.relative_to(tmp) for p in files] + [out / "config.yaml"], [
+    said = [f"keypoints {sources['keypoints']}"] if "keypoints" in sources else []
+    said += [f"{w} mask {sources[f'{w}_mask']}" for w in ("hand", "object") if f"{w}_mask" in sources]
+    said.append(f"focal {sources.get('focal', 'given' if focal is not None else 'default')} ({camera.fx:.0f} px)")
+    summary("hoitool reconstruct", [out / p.relative_to(tmp) for p in written] + [out / "config.yaml"], [
+        "inputs: " + " · ".join(said),
         f"{extra['template']} · method {cfg.method} · {extra['seconds']:.1f} s",
         f"hand mask IoU {m['hand_iou']:.2f} · object mask IoU {m['object_iou']:.2f} · keypoint error {m['keypoint_error_px']:.1f} px",
         f"max penetration {m['max_penetration_mm']:.1f} mm · hand-object gap {m['min_distance_mm']:.1f} mm",
@@ -252,6 +317,11 @@ def reconstruct_clip_cmd(path: Path, *, out, object_mesh, category, hand_masks, 
         raise InputError(f"{out} already exists and is not empty: choose another --out or delete it")
     clip = vi.load_clip(path, frames, max_side=max_side)
     T, H, W = clip.frames.shape[:3]
+    if object_box is not None:  # SAM's prompt on the first frame, in pixels of the original frames
+        from hoitool.data.image_inputs import check_box
+        from hoitool.pipelines.segment import parse_box
+
+        check_box(parse_box(object_box, "--object-box"), clip.original_size[::-1], "--object-box")
     if T > MAX_CLIP_FRAMES:
         step = -(-T // MAX_CLIP_FRAMES)
         raise InputError(f"{T} frames selected: at most {MAX_CLIP_FRAMES} per run (the object stage renders every frame); "

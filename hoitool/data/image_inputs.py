@@ -1,4 +1,5 @@
-"""Inputs of single-image reconstruction: the image, hand and object masks, 2D hand keypoints.
+"""Inputs of single-image reconstruction: the image, hand and object masks, 2D hand keypoints,
+box and point prompts.
 
 Everything is validated here so that a bad file ends in one clear line (InputError) before
 any work starts.
@@ -31,6 +32,8 @@ from hoitool.errors import InputError
 MIN_KEYPOINTS = 6
 #: A mask covering more than this share of the image is rejected (an all-white mask).
 MAX_MASK_COVER = 0.98
+#: A box prompt (--object-box, --hand-box) must be at least this many pixels wide and high.
+MIN_BOX_PX = 4
 #: Keypoints whose present points all lie within 0.5 +- this are taken as normalised to [0, 1]
 #: (MediaPipe's form, which may stray a little outside the image) and refused.
 NORMALISED_LIMIT = 1.0
@@ -180,6 +183,36 @@ def check_keypoints_in_image(uv: np.ndarray, conf: np.ndarray, shape: tuple[int,
     inside = (uv[:, 0] >= -0.5 * W) & (uv[:, 0] <= 1.5 * W) & (uv[:, 1] >= -0.5 * H) & (uv[:, 1] <= 1.5 * H)
     if not inside[conf > 0].all():
         raise InputError(f"keypoints in {where} lie far outside the {W}x{H} image: they must be pixels of this image")
+
+
+def check_box(box: np.ndarray, shape: tuple[int, int], flag: str) -> np.ndarray:
+    """Refuse a box prompt that is not inside the image or is smaller than MIN_BOX_PX on a side.
+
+    Args:
+        box: (4,) x0, y0, x1, y1 pixels with x1 > x0 and y1 > y0 (as segment.parse_box gives).
+        shape: (H, W) of the image.
+        flag: the option to name in the message.
+    Returns: the box.
+    """
+    H, W = shape
+    x0, y0, x1, y1 = (float(v) for v in box)
+    text = ",".join(f"{v:g}" for v in (x0, y0, x1, y1))
+    if x0 < 0 or y0 < 0 or x1 > W or y1 > H:
+        raise InputError(f"{flag} {text} is not inside the {W}x{H} image: x0, x1 must lie in 0..{W} and y0, y1 in 0..{H} "
+                         "(pixels of the image as loaded, EXIF orientation applied)")
+    if x1 - x0 < MIN_BOX_PX or y1 - y0 < MIN_BOX_PX:
+        raise InputError(f"{flag} {text} is {x1 - x0:g}x{y1 - y0:g} pixels: too small to segment (at least "
+                         f"{MIN_BOX_PX}x{MIN_BOX_PX}); draw it around the whole object")
+    return np.asarray(box, np.float32)
+
+
+def check_point(uv: np.ndarray, shape: tuple[int, int], flag: str) -> np.ndarray:
+    """Refuse a point prompt (u, v pixels) outside the image (H, W)."""
+    H, W = shape
+    u, v = (float(x) for x in uv)
+    if not (0 <= u <= W and 0 <= v <= H):
+        raise InputError(f"{flag} {u:g},{v:g} is not inside the {W}x{H} image (u in 0..{W}, v in 0..{H})")
+    return np.asarray(uv, np.float32)
 
 
 def keypoint_box(uv: np.ndarray, conf: np.ndarray, shape: tuple[int, int], pad: float = 0.15) -> np.ndarray:

@@ -538,13 +538,16 @@ def state_metrics(ctx: _Context, params: HandParams, hscale: torch.Tensor, R, t,
 
 def reconstruct_image(inputs: ImageInputs, mesh: trimesh.Trimesh, camera: Camera, cfg: ReconstructConfig | None = None,
                       template: bool = True, hand: HandModel | None = None,
-                      progress: Callable[[str, int, int], None] | None = None) -> ReconResult:
+                      progress: Callable[[str, int, int], None] | None = None,
+                      hand_params: HandParams | None = None) -> ReconResult:
     """Reconstruct hand and object from one image.
 
     Args:
         mesh: the object's mesh, metres (a metric template when `template`, else a category
             template whose scale is free).
         progress: callback(stage, done, total).
+        hand_params: the hand already fitted to `inputs.keypoints` under `camera` (as
+            hoitool.pipelines.grabcut.fit_hand does for the masks); stage 1's fit is then skipped.
     """
     cfg = cfg or ReconstructConfig()
     hand = (hand or HandModel(cfg.side)).to(cfg.device)
@@ -563,8 +566,9 @@ def reconstruct_image(inputs: ImageInputs, mesh: trimesh.Trimesh, camera: Camera
 
     # 1. hand from keypoints
     tick("hand", 0, 1)
-    fit = fit_to_2d_keypoints(hand, ctx.uv.cpu(), camera, ctx.conf.cpu())
-    params = fit.params.to(ctx.dev)
+    if hand_params is None:
+        hand_params = fit_to_2d_keypoints(hand, ctx.uv.cpu(), camera, ctx.conf.cpu()).params
+    params = hand_params.to(ctx.dev)
     tick("hand", 1, 1)
     # 2. object pose by mask fitting
     tick("object", 0, 1)

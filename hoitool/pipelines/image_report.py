@@ -1,5 +1,5 @@
 """Files of a single-image reconstruction: meshes in the camera frame, params.json, an
-overlay of the result on the image, a second view, and per-stage results."""
+overlay of the result on the image, a second view, the masks used, and per-stage results."""
 
 from __future__ import annotations
 
@@ -34,6 +34,25 @@ def side_view(hand_mesh: trimesh.Trimesh, object_mesh: trimesh.Trimesh, size: in
                   direction=(1.0, -0.25, 0.0), up=(0.0, -1.0, 0.0), size=size)
 
 
+def mask_view(image: np.ndarray, hand_mask: np.ndarray, object_mask: np.ndarray, box: np.ndarray | None = None) -> np.ndarray:
+    """(H, W, 3) uint8: the image with the hand mask tinted in the hand's colour, the object mask in
+    the object's (the overlay's colours), their outlines, and the object box (x0, y0, x1, y1) in green."""
+    import cv2
+
+    out = image.astype(np.float32)
+    for m, c in ((hand_mask, HAND_COLOR), (object_mask, OBJECT_COLOR)):
+        out[m] = 0.45 * out[m] + 0.55 * 255 * np.asarray(c[:3], np.float32)
+    out = out.clip(0, 255).astype(np.uint8)
+    t = max(1, round(max(image.shape[:2]) / 400))
+    for m, c in ((hand_mask, HAND_COLOR), (object_mask, OBJECT_COLOR)):
+        contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, tuple(int(0.6 * 255 * v) for v in c[:3]), t)
+    if box is not None:
+        x0, y0, x1, y1 = (int(round(float(v))) for v in box)
+        cv2.rectangle(out, (x0, y0), (x1, y1), (40, 200, 60), t)
+    return out
+
+
 def _png(path: Path, arr: np.ndarray) -> Path:
     from PIL import Image
 
@@ -61,14 +80,23 @@ def params_json(result: ReconResult, hand: HandModel, state: SceneState, extra: 
 
 
 def write_outputs(folder: Path, result: ReconResult, hand: HandModel, image: np.ndarray, extra: dict,
-                  save_stages: bool = False) -> list[Path]:
-    """Write the result into `folder`; returns the files written."""
+                  save_stages: bool = False, masks: tuple[np.ndarray, np.ndarray] | None = None,
+                  box: np.ndarray | None = None) -> list[Path]:
+    """Write the result into `folder`; returns the files written.
+
+    masks: the (hand, object) masks (H, W) bool the reconstruction used, written as
+    hand_mask.png and object_mask.png (white = inside) and shown over the image in masks.png
+    with the object `box` (x0, y0, x1, y1 pixels) when given."""
     written = []
     hm, om = _meshes(hand, result, result.final)
     written += [_obj(folder / "hand.obj", hm), _obj(folder / "object.obj", om)]
     written.append(write_json(folder / "params.json", params_json(result, hand, result.final, extra)))
     written.append(_png(folder / "overlay.png", overlay(hm, om, result, image)))
     written.append(_png(folder / "side.png", side_view(hm, om)))
+    if masks is not None:
+        for name, m in zip(("hand_mask.png", "object_mask.png"), masks):
+            written.append(_png(folder / name, np.where(m, 255, 0).astype(np.uint8)))
+        written.append(_png(folder / "masks.png", mask_view(image, *masks, box)))
     if save_stages:
         for i, (name, st) in enumerate(result.stages.items()):
             d = folder / "stages" / f"{i}_{name}"
