@@ -201,3 +201,46 @@ def test_other_refusals_and_escaped_names(tmp_path, photo, monkeypatch):
     r = runner.invoke(app, ["reconstruct", str(odd), "--detect", "--category", "mug", "--object-box", "10,10,60,60",
                             "--out", str(out)])
     _one_line_refusal(r, f"the detector found no right hand in {odd}", out)
+
+
+def test_a_near_empty_first_object_mask_falls_back_to_the_box_alone(monkeypatch):
+    """When the box + silhouette pass keeps next to nothing, the box-alone pass is used if it finds
+    clearly more (else the hand's GrabCut would take the object)."""
+    H = W = 100
+    box = np.array([20.0, 20.0, 80.0, 80.0])
+    tiny = np.zeros((H, W), bool)
+    tiny[50, 50:54] = True
+    full = np.zeros((H, W), bool)
+    full[25:75, 25:75] = True
+    calls = []
+
+    def fake_box(image, box, hand_mask, points, cfg, probably_not_object=None):
+        calls.append(probably_not_object is not None)
+        return tiny if probably_not_object is not None else full
+
+    monkeypatch.setattr(gc, "fit_hand", lambda *a, **k: _Params())
+    monkeypatch.setattr(gc, "silhouette", lambda *a, **k: np.zeros((H, W), bool))
+    monkeypatch.setattr(gc, "object_mask_from_box", fake_box)
+    monkeypatch.setattr(gc, "hand_mask_from_silhouette", lambda image, sil, obj, cfg: np.zeros((H, W), bool))
+    out = gc.derive_masks(np.zeros((H, W, 3), np.uint8), None, _Hand(), np.zeros((21, 2)), np.ones(21), box)
+    assert calls == [True, False] and out.object.sum() == full.sum()
+    # a first mask that is big enough is kept without the second pass
+    calls.clear()
+    tiny = full.copy()
+    out = gc.derive_masks(np.zeros((H, W, 3), np.uint8), None, _Hand(), np.zeros((21, 2)), np.ones(21), box)
+    assert calls == [True]
+
+
+class _Params:
+    def to(self, device):
+        return self
+
+
+class _Hand:
+    device = "cpu"
+    faces = None
+
+    def __call__(self, params):
+        import torch
+
+        return type("O", (), {"vertices": torch.zeros(1, 778, 3)})()

@@ -203,13 +203,16 @@ def reconstruct(
                            scale=scale, focal=focal, save_stages=save_stages,
                            cfg=ReconstructConfig(method=method, side=side, rotations=rotations, top_k=top_k,
                                                  refine_steps=refine_steps, seed=seed, device=str(resolve_device(device))),
-                           source=str(image), sources=sources, hand_params=hand_params, object_box=obox,
-                           files={"keypoints": keypoints, "hand_mask": hand_mask, "object_mask": object_mask})
+                           source=str(image), sources=sources, hand_params=hand_params,
+                           object_box=obox if sources["object_mask"] != "given" else None,  # a box not used is not shown
+                           files={"keypoints": keypoints, "hand_mask": hand_mask, "object_mask": object_mask},
+                           prompts={"object_points": [[float(v) for v in p] for p in opoints] if opoints else None,
+                                    "hand_box": None if hbox is None else [float(v) for v in hbox]})
 
 
 def run_reconstruction(img, hand_mask, object_mask, uv, conf, out: Path, *, object_mesh, category, scale, focal, save_stages,
                        cfg, source: str, sources: dict | None = None, hand_params=None, object_box=None,
-                       files: dict | None = None) -> None:
+                       files: dict | None = None, prompts: dict | None = None) -> None:
     """Load the object, run the pipeline with a progress bar, write the outputs atomically.
 
     sources: where each input came from (keypoints detected/given; hand and object masks
@@ -256,7 +259,8 @@ def run_reconstruction(img, hand_mask, object_mask, uv, conf, out: Path, *, obje
     sources = sources or {}
     inputs_used = {**sources, "focal_px": round(camera.fx, 3),
                    "object_box": None if object_box is None else [round(float(v), 2) for v in object_box],
-                   "files": {k: str(v) for k, v in (files or {}).items() if v is not None}}
+                   "files": {k: str(v) for k, v in (files or {}).items() if v is not None},
+                   **{k: v for k, v in (prompts or {}).items() if v is not None}}
     if "derived-grabcut" in sources.values():
         from hoitool.pipelines.grabcut import GrabCutConfig
         from hoitool.utils.config import to_dict

@@ -85,6 +85,14 @@ def _data_weights(text: str | None, data: list[Path]) -> list[float] | None:
     return w
 
 
+def _data_yaml(data: list[Path], weights: list[float] | None) -> dict:
+    """--data as --dry-run prints it: one folder as a path, several as a list (with their weights)."""
+    d = {"data": str(data[0]) if len(data) == 1 else [str(p) for p in data]}
+    if weights is not None:
+        d["data_weights"] = weights
+    return d
+
+
 def _train_config(out, steps, batch_size, lr, device, resume, seed, checkpoint_every, log_every, **kw):
     from hoitool.train.loop import TrainConfig
 
@@ -127,7 +135,7 @@ def train_vqvae(
         weights = _data_weights(data_weights, data)
         cfg = _train_config(out, steps, batch_size, lr, device, resume, seed, checkpoint_every, log_every, betas=(0.5, 0.9))
         if dry_run:
-            console.print(plain(dump_yaml({"train": cfg, "model": model, "data": [str(d) for d in data], "data_weights": weights})))
+            console.print(plain(dump_yaml({"train": cfg, "model": model, **_data_yaml(data, weights)})))
             return
         task = VQVAETask(list(data), model, weights=weights)
         with _train_progress("vqvae") as update:
@@ -178,7 +186,7 @@ def train_ghop(
                             min_snr_gamma=min_snr_gamma or None)
         cfg = _train_config(out, steps, batch_size, lr, device, resume, seed, checkpoint_every, log_every, weight_decay=0.01)
         if dry_run:
-            console.print(plain(dump_yaml({"train": cfg, "model": model, "options": opts, "data": [str(d) for d in data], "data_weights": weights,
+            console.print(plain(dump_yaml({"train": cfg, "model": model, "options": opts, **_data_yaml(data, weights),
                                      "vqvae": str(vqvae) if vqvae else "shipped default",
                                      "mano_dir": str(mano_dir) if mano_dir else "as prepared"})))
             return

@@ -269,6 +269,10 @@ def fit_hand(hand: HandModel, uv: np.ndarray, conf: np.ndarray, camera: Camera) 
     return fit.params
 
 
+#: A first object mask covering less than this share of its box is checked against the box alone.
+SMALL_OBJECT_SHARE = 0.15
+
+
 def derive_masks(image: np.ndarray, camera: Camera, hand: HandModel, uv: np.ndarray, conf: np.ndarray,
                  box: np.ndarray | None = None, hand_mask: np.ndarray | None = None, object_mask: np.ndarray | None = None,
                  points: list[np.ndarray] | None = None, cfg: GrabCutConfig | None = None) -> PhotoMasks:
@@ -276,8 +280,9 @@ def derive_masks(image: np.ndarray, camera: Camera, hand: HandModel, uv: np.ndar
 
     With neither mask given: (1) the object from `box`, the fitted hand's silhouette probably not
     object; (2) the hand from that silhouette, (1) definitely not hand; (3) the object is (1)
-    without the hand. When (1) finds nothing (a thin object whose colours GrabCut gives to the
-    background), it is redone from the box alone. A given mask is kept as it is and seeds the
+    without the hand. When (1) covers less than 15 % of the box (a thin object whose colours
+    GrabCut gives to the background, or a piece of the background picked instead), it is redone
+    from the box alone and that is kept when it finds over four times more. A given mask is kept as it is and seeds the
     other as definitely not that.
 
     Args:
@@ -302,8 +307,13 @@ def derive_masks(image: np.ndarray, camera: Camera, hand: HandModel, uv: np.ndar
         obj = object_mask_from_box(image, box, hand_mask, points, cfg)
     else:
         obj = object_mask_from_box(image, box, None, points, cfg, probably_not_object=sil)
-        if not obj.any():
-            obj = object_mask_from_box(image, box, None, points, cfg)
+        x0, y0, x1, y1 = np.asarray(box, np.float64)
+        if obj.sum() < SMALL_OBJECT_SHARE * (x1 - x0) * (y1 - y0):
+            # next to nothing (or a piece of the background behind): the box alone, when it finds
+            # clearly more; otherwise the hand's GrabCut would take the object
+            alone = object_mask_from_box(image, box, None, points, cfg)
+            if obj.sum() < 0.25 * alone.sum():
+                obj = alone
     if hand_mask is None:
         hand_mask = hand_mask_from_silhouette(image, sil, obj, cfg)
         if object_mask is None:
