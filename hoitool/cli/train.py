@@ -1,4 +1,4 @@
-"""`hoitool train vqvae|ghop|twohands|twohand-features`: the G-HOP models on a prepared folder.
+"""`hoitool train vqvae|ghop|twohands|twohand-features|refinenet`: the G-HOP models on a prepared folder.
 
 Multi-process (DDP; gloo on CPU, nccl on CUDA), same options:
     torchrun --nproc_per_node 2 -m hoitool train vqvae --data DATA --out RUN
@@ -276,6 +276,51 @@ def train_twohand_features(
         with _train_progress("twohand-features") as update:
             res = train(task, cfg, update)
         _report("twohand-features", res, cfg)
+
+
+@app.command("refinenet")
+def train_refinenet(
+    data: list[Path] = typer.Option(..., "--data", help="Prepared folder (hoitool prepare-data); repeat to train on several (corpus and real) at once."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
+    steps: int = typer.Option(3000, "--steps", min=1, help="Optimiser steps in all."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Global batch (split over torchrun processes)."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (cosine decay to lr/10)."),
+    iterations: int = typer.Option(3, "--iterations", min=1, help="Refinement steps with shared weights (the paper's 3)."),
+    surface_points: int = typer.Option(64, "--surface-points", min=1, help="Hand surface vertices read, besides the 21 keypoints."),
+    width: int = typer.Option(256, "--width", min=8, help="Width of the hidden layers."),
+    articulation_noise: float = typer.Option(0.15, "--articulation-noise", min=0.0, help="Std (rad) of the noise on each articulation component."),
+    rotation_noise: float = typer.Option(0.1, "--rotation-noise", min=0.0, help="Std (rad) per axis of the turn about the wrist."),
+    translation_noise: float = typer.Option(0.01, "--translation-noise", min=0.0, help="Std (m) of the shift per axis."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N."),
+    resume: str = typer.Option("auto", "--resume", help=RESUME_HELP),
+    seed: int = typer.Option(0, "--seed"),
+    checkpoint_every: int = typer.Option(500, "--checkpoint-every", min=1, help="Steps between checkpoints."),
+    log_every: int = typer.Option(50, "--log-every", min=1, help="Steps between metrics.jsonl / tensorboard entries."),
+    mano_dir: Optional[Path] = typer.Option(None, "--mano-dir", help="MANO folder, when it moved since prepare-data (default: the one DATA was prepared with)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved options and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Train Cao et al.'s refinement network: iterative pose updates from hand-to-object SDF features, on perturbed
+    ground-truth grasps."""
+    from hoitool.refine.data import Perturbation
+    from hoitool.refine.model import RefineConfig
+    from hoitool.refine.task import RefineTask
+    from hoitool.train.loop import train
+    from hoitool.utils.config import dump_yaml
+
+    setup_logging(verbose)
+    with user_errors():
+        model = RefineConfig(surface_points=surface_points, width=width, iterations=iterations)
+        pert = Perturbation(articulation=articulation_noise, rotation=rotation_noise, translation_m=translation_noise)
+        cfg = _train_config(out, steps, batch_size, lr, device, resume, seed, checkpoint_every, log_every)
+        if dry_run:
+            console.print(plain(dump_yaml({"train": cfg, "model": model, "perturbation": pert, **_data_yaml(data, None),
+                                           "mano_dir": str(mano_dir) if mano_dir else "as prepared"})))
+            return
+        task = RefineTask(list(data), model, pert, mano_dir=mano_dir)
+        with _train_progress("refinenet") as update:
+            res = train(task, cfg, update)
+        _report("refinenet", res, cfg)
 
 
 app.command("hoidiff")(train_hoidiff)
