@@ -25,6 +25,11 @@ def reconstruct(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: recon_<input name>)."),
     object_mesh: Optional[Path] = typer.Option(None, "--object-mesh", help="The object's template or CAD mesh (metres unless --scale)."),
     category: Optional[str] = typer.Option(None, "--category", "-c", help="Use the library template of this category instead of --object-mesh."),
+    shape: str = typer.Option("template", "--shape", help="Image with --category: the object's shape from the category's library "
+                                                          "template, or drawn from the G-HOP prior (--model) for the fitted hand, "
+                                                          "the best of --shape-samples by object mask IoU."),
+    shape_samples: int = typer.Option(8, "--shape-samples", min=1, help="Image, --shape prior: object shapes drawn from the prior."),
+    shape_steps: int = typer.Option(50, "--shape-steps", min=1, help="Image, --shape prior: DDIM steps per drawn shape."),
     hand_mask: Optional[Path] = typer.Option(None, "--hand-mask", "--hand-masks",
                                              help="Mask of the visible hand (white = hand), the image's size; for a clip, a folder "
                                                   "with one mask per frame (matched by file stem or frame number)."),
@@ -51,8 +56,8 @@ def reconstruct(
     refine_steps: int = typer.Option(150, "--refine-steps", min=0, help="Image: refinement (or joint optimisation) iterations."),
     frames: Optional[str] = typer.Option(None, "--frames", help="Clip: the frames to use, A:B:STEP (0-based, B excluded), e.g. 0:64:2."),
     no_prior: bool = typer.Option(False, "--no-prior", help="Clip / --two-hands: no score distillation from the prior (the ablation)."),
-    prior_model: Optional[Path] = typer.Option(None, "--model", help="Clip: G-HOP prior; --two-hands: two-hand model (run folder or .pt; "
-                                                                     "default: the shipped one)."),
+    prior_model: Optional[Path] = typer.Option(None, "--model", help="Clip or --shape prior: G-HOP prior; --two-hands: two-hand model "
+                                                                     "(run folder or .pt; default: the shipped one)."),
     steps: int = typer.Option(200, "--steps", min=0, help="Clip: object iterations (alternating masks and prior); --two-hands: "
                                                           "joint refinement steps."),
     max_side: int = typer.Option(960, "--max-side", min=64, help="Clip: frames larger than this (pixels, longer side) are shrunk "
@@ -88,7 +93,8 @@ def reconstruct(
                       "--scale": None if scale == 1.0 else scale, "--rotations": None if rotations == 1000 else rotations,
                       "--top-k": None if top_k == 3 else top_k, "--refine-steps": None if refine_steps == 150 else refine_steps,
                       "--max-side": None if max_side == 960 else max_side,
-                      "--video-format": None if video_format == "mp4" else video_format}
+                      "--video-format": None if video_format == "mp4" else video_format,
+                      "--shape": None if shape == "template" else shape}
             given = [k for k, v in unused.items() if v is not None]
             if given:
                 one = len(given) == 1
@@ -98,7 +104,11 @@ def reconstruct(
                 raise InputError(f"--two-hands reconstructs one image, and {image} is a clip: pass a photo (.jpg, .png)")
             return reconstruct_two_hands_cmd(image, out=out, keypoints=keypoints, focal=focal, no_prior=no_prior,
                                              model=prior_model, steps=steps, save_stages=save_stages, seed=seed, device=device)
+        if shape not in ("template", "prior"):
+            raise InputError(f"--shape must be template or prior, got {shape!r}")
         if is_video_input(image):
+            if shape != "template":
+                raise InputError("--shape prior applies to a photo; a clip's object shape is already guided by the prior")
             if hand_box is not None:
                 raise InputError("--hand-box applies to a photo; in a clip the hand's SAM boxes come from its keypoints")
             return reconstruct_clip_cmd(image, out=out, object_mesh=object_mesh, category=category, hand_masks=hand_mask,
@@ -117,7 +127,18 @@ def reconstruct(
                              "(a template from hoitool's object library), not both")
         if focal is not None and not (np.isfinite(focal) and focal > 0):
             raise InputError(f"--focal must be a positive number of pixels, got {focal}")
-        if category is not None:  # a name without a template is refused before the detector and the masks run
+        prior = None
+        if shape == "prior":
+            if category is None:
+                raise InputError("--shape prior draws the object for --category NAME: give the category (not --object-mesh)")
+            if side != "right":
+                raise InputError("--shape prior needs a right hand (the prior's grids are of right hands): use --shape template")
+            from hoitool.prior.checkpoint import load_prior
+            from hoitool.prior.shape import prior_category
+
+            prior = load_prior(prior_model, device=resolve_device(device))
+            category = prior_category(prior, category)  # an unknown name is refused before the detector and the masks run
+        elif category is not None:  # a name without a template is refused before the detector and the masks run
             from hoitool.data.templates import category_template
 
             category_template(category)
@@ -204,6 +225,7 @@ def reconstruct(
                            cfg=ReconstructConfig(method=method, side=side, rotations=rotations, top_k=top_k,
                                                  refine_steps=refine_steps, seed=seed, device=str(resolve_device(device))),
                            source=str(image), sources=sources, hand_params=hand_params,
+                           prior=prior, shape_samples=shape_samples, shape_steps=shape_steps,
                            object_box=obox if sources["object_mask"] != "given" else None,  # a box not used is not shown
                            files={"keypoints": keypoints, "hand_mask": hand_mask, "object_mask": object_mask},
                            prompts={"object_points": [[float(v) for v in p] for p in opoints] if opoints else None,
@@ -212,12 +234,15 @@ def reconstruct(
 
 def run_reconstruction(img, hand_mask, object_mask, uv, conf, out: Path, *, object_mesh, category, scale, focal, save_stages,
                        cfg, source: str, sources: dict | None = None, hand_params=None, object_box=None,
-                       files: dict | None = None, prompts: dict | None = None) -> None:
+                       files: dict | None = None, prompts: dict | None = None, prior=None, shape_samples: int = 8,
+                       shape_steps: int = 50) -> None:
     """Load the object, run the pipeline with a progress bar, write the outputs atomically.
 
     sources: where each input came from (keypoints detected/given; hand and object masks
     given/sam/derived-grabcut; focal given/default), recorded in params.json and the closing panel;
-    hand_params: the hand already fitted to the keypoints (for the GrabCut masks), reused as stage 1."""
+    hand_params: the hand already fitted to the keypoints (for the GrabCut masks), reused as stage 1;
+    prior: draw the object's shape for `category` from this G-HOP prior (the best of `shape_samples`
+    by object mask IoU, for the hand of stage 1) instead of the category's library template."""
     import time
 
     import numpy as np
@@ -235,17 +260,33 @@ def run_reconstruction(img, hand_mask, object_mask, uv, conf, out: Path, *, obje
 
     if focal is not None and not (np.isfinite(focal) and focal > 0):
         raise InputError(f"--focal must be a positive number of pixels, got {focal}")
-    if object_mesh is not None:
-        mesh, _ = load_mesh(object_mesh, scale=scale)
-        template, name = True, str(object_mesh)
-    else:
-        mesh, name = category_template(category)
-        template = False
     H, W = img.shape[:2]
     camera = Camera.default(W, H, focal)
     inputs = ImageInputs(img, hand_mask, object_mask, uv, conf)
     hand = HandModel(cfg.side)
     t0 = time.time()
+    shape_info = {"source": "template"}
+    if object_mesh is not None:
+        mesh, _ = load_mesh(object_mesh, scale=scale)
+        template, name = True, str(object_mesh)
+        shape_info = {"source": "mesh"}
+    elif prior is not None:
+        from hoitool.pipelines.image_recon import prior_object_shapes
+        from hoitool.prior.shape import ShapeConfig
+
+        shape_cfg = ShapeConfig(samples=shape_samples, steps=shape_steps, seed=cfg.seed)
+        with progress_bar(f"drawing {shape_samples} {category} shapes from the prior") as bar:
+            try:
+                drawn = prior_object_shapes(inputs, camera, prior, category, shape_cfg, cfg, hand, hand_params, progress=bar)
+            except ValueError as e:
+                raise InputError(f"{e}: try more --shape-samples or --shape template") from None
+        mesh, name, template, hand_params = drawn.meshes[0], category, False, drawn.hand_params
+        shape_info = {"source": "prior", "prior": str(getattr(prior, "source", "")), "samples": shape_samples,
+                      "ddim_steps": shape_steps, "guidance": shape_cfg.guidance, "chosen_sample": drawn.index[0],
+                      "mask_iou": [round(float(v), 4) for v in drawn.iou], "seconds": round(time.time() - t0, 2)}
+    else:
+        mesh, name = category_template(category)
+        template = False
     with progress_bar("reconstructing") as bar:
         order = {"hand": 0, "object": 1, "contact": 2, "refine": 3}
 
@@ -267,6 +308,7 @@ def run_reconstruction(img, hand_mask, object_mask, uv, conf, out: Path, *, obje
 
         inputs_used["grabcut"] = to_dict(GrabCutConfig())
     extra = {"image": source, "object_mesh": name, "template": "metric mesh" if template else f"category {name}",
+             "shape": shape_info,
              "method": cfg.method, "seconds": round(time.time() - t0, 2), "inputs": inputs_used}
     with staged_folder(out) as tmp:
         written = write_outputs(tmp, result, hand, img, extra, save_stages, masks=(hand_mask, object_mask), box=object_box)
@@ -277,7 +319,8 @@ def run_reconstruction(img, hand_mask, object_mask, uv, conf, out: Path, *, obje
     said.append(f"focal {sources.get('focal', 'given' if focal is not None else 'default')} ({camera.fx:.0f} px)")
     summary("hoitool reconstruct", [out / p.relative_to(tmp) for p in written] + [out / "config.yaml"], [
         "inputs: " + " · ".join(said),
-        f"{extra['template']} · method {cfg.method} · {extra['seconds']:.1f} s",
+        f"{extra['template']}{' (prior shape, sample ' + str(shape_info['chosen_sample']) + ')' if shape_info['source'] == 'prior' else ''}"
+        f" · method {cfg.method} · {extra['seconds']:.1f} s",
         f"hand mask IoU {m['hand_iou']:.2f} · object mask IoU {m['object_iou']:.2f} · keypoint error {m['keypoint_error_px']:.1f} px",
         f"max penetration {m['max_penetration_mm']:.1f} mm · hand-object gap {m['min_distance_mm']:.1f} mm",
     ])

@@ -635,3 +635,76 @@ def hand_keypoints(hand: HandModel, state: SceneState) -> np.ndarray:
     with torch.no_grad():
         return (state.hand_scale * hand(state.hand.to(hand.device)).keypoints[0]).cpu().double().numpy()
 
+
+
+@torch.no_grad()
+def object_mask_iou(inputs: ImageInputs, camera: Camera, meshes: list[trimesh.Trimesh | None], cfg: ReconstructConfig | None = None) -> np.ndarray:
+    """(M,) hard IoU of each camera-frame mesh's rendered silhouette with the object mask, in the
+    same crop, rasteriser and weights as the mask fit (pixels outside the image and where the hand
+    hides the object are ignored); 0 for a missing mesh."""
+    cfg = cfg or ReconstructConfig()
+    dev, S = torch.device(cfg.device), cfg.render_size
+    x0, y0, side = square_window(inputs.hand_mask | inputs.object_mask)
+    ccam = camera.crop(x0, y0, side, S)
+    H, W = inputs.object_mask.shape
+    inside = crop_inside(H, W, x0, y0, side, S)
+
+    def crop(m: np.ndarray) -> torch.Tensor:
+        c = crop_mask(m.astype(np.float32), x0, y0, side, S)
+        c = np.clip(np.where(inside > 0, c / np.maximum(inside, 1e-6), 0.0), 0.0, 1.0)
+        return torch.as_tensor(c, dtype=torch.float32, device=dev)
+
+    obj, hm = (crop(inputs.object_mask) > 0.5).float(), (crop(inputs.hand_mask) > 0.5).float()
+    valid = torch.as_tensor(inside, dtype=torch.float32, device=dev) * (1.0 - hm * (1.0 - obj))
+    ras = SoftRasterizer(S, S, sigma=cfg.sigma, silhouette="distance")
+    out = np.zeros(len(meshes))
+    for i, m in enumerate(meshes):
+        if m is None or len(m.faces) == 0:
+            continue
+        simple = decimate(m, cfg.object_faces)
+        v = torch.as_tensor(np.asarray(simple.vertices), dtype=torch.float32, device=dev)[None]
+        if not bool((v[..., 2] > 1e-3).all()):
+            continue  # reaches behind the camera
+        f = torch.as_tensor(np.asarray(simple.faces), dtype=torch.long, device=dev)
+        sil = ras(ccam.project(v), v[..., 2], f).silhouette
+        out[i] = float(soft_iou((sil > 0.5).float(), obj[None], valid[None])[0])
+    return out
+
+
+@dataclass
+class PriorShapes:
+    """Object shapes drawn from the prior for the hand fitted to the image, ranked by mask agreement."""
+
+    meshes: list[trimesh.Trimesh]
+    """The `keep` best shapes (best first), camera frame, metres, placed by the prior relative to the fitted hand."""
+    index: list[int]
+    """Their sample indices."""
+    iou: np.ndarray
+    """(N,) hard IoU of every sample's silhouette with the object mask (0 without a surface)."""
+    hand_params: HandParams
+    """The hand fitted to the keypoints (stage 1), which the shapes were drawn for."""
+    category: str
+
+
+def prior_object_shapes(inputs: ImageInputs, camera: Camera, prior, category: str, shape_cfg=None,
+                        cfg: ReconstructConfig | None = None, hand: HandModel | None = None,
+                        hand_params: HandParams | None = None, keep: int = 1,
+                        progress: Callable[[int, int], None] | None = None) -> PriorShapes:
+    """Fit the hand to the keypoints (unless given), draw `shape_cfg.samples` object shapes of the
+    category from the prior with the hand channels fixed to that hand's field, place them with the
+    hand in the camera frame and keep the `keep` best by silhouette IoU with the object mask."""
+    from hoitool.prior.shape import sample_shapes_for_hand
+
+    cfg = cfg or ReconstructConfig()
+    hand = (hand or HandModel(cfg.side)).to(cfg.device)
+    if hand_params is None:
+        hand_params = fit_to_2d_keypoints(hand, torch.as_tensor(inputs.keypoints, dtype=torch.float32), camera,
+                                          torch.as_tensor(inputs.confidence, dtype=torch.float32)).params
+    hand_params = hand_params.to(cfg.device)
+    res = sample_shapes_for_hand(prior, category, hand, hand_params, shape_cfg, progress)
+    placed = res.placed(hand, hand_params)
+    iou = object_mask_iou(inputs, camera, placed, cfg)
+    order = [int(i) for i in np.argsort(-iou, kind="stable") if placed[i] is not None][:keep]
+    if not order:
+        raise ValueError(f"none of the {len(placed)} shapes drawn from the prior for {category!r} has a surface")
+    return PriorShapes([placed[i] for i in order], order, iou, hand_params.to("cpu"), category)
