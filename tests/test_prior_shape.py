@@ -146,3 +146,34 @@ def test_cli_prior_shape_refuses_unknown_category_and_mesh(tmp_path, scene):
     assert r.exit_code == 2 and "--category" in r.output
     r = runner.invoke(app, _args(d, view, tmp_path / "c", "--category", "can", "--shape", "sketch"))
     assert r.exit_code == 2 and "--shape" in r.output
+
+
+def test_every_step_sees_the_hand_noised_to_its_level(prior, right_hand, grasp_hand, monkeypatch):
+    """The denoiser's input at each DDIM step holds, in the hand channels, the given hand noised to
+    that step's level with the sample's own noise (recomputed here from its generator)."""
+    from hoitool.prior.shape import OBJECT_CHANNELS, inpaint_hand_sample
+    from hoitool.utils.seeding import torch_generator
+
+    field = hand_field(right_hand, grasp_hand)
+    seen = []
+    real = prior.guided_eps
+
+    def record(x, t, *a, **k):
+        seen.append((x[:, OBJECT_CHANNELS:].clone(), int(t[0])))
+        return real(x, t, *a, **k)
+
+    monkeypatch.setattr(prior, "guided_eps", record)
+    steps = 4
+    inpaint_hand_sample(prior, "mug", field, 1, steps=steps, seed=3, batch_size=1)
+    r = field.shape[-1]
+    C = prior.unet.config.in_channels
+    known = prior.pack(torch.zeros(1, OBJECT_CHANNELS, r, r, r), field.float())[:, OBJECT_CHANNELS:]
+    g = torch_generator(3, "shape", 0)
+    start = torch.randn((C, r, r, r), generator=g)[OBJECT_CHANNELS:]
+    hn = torch.randn((steps, C - OBJECT_CHANNELS, r, r, r), generator=g)
+    abar = prior.alphas_cumprod()
+    assert len(seen) == steps
+    for k, (x, t) in enumerate(seen):
+        eps = start if k == 0 else hn[k - 1]
+        want = abar[t].sqrt() * known[0] + (1 - abar[t]).sqrt() * eps
+        assert torch.allclose(x[0], want, atol=1e-4), k
