@@ -99,6 +99,20 @@ def assert_round_trip(out: Path, expected: dict[str, np.ndarray], mano_dir: Path
         assert err < atol, f"{rid}: hand mesh off by {err * 1000:.3f} mm"
 
 
+def assert_twohand_round_trip(out: Path, expected: dict, mano_dir: Path, atol: float = 2e-4) -> None:
+    """Every expected two-hand record was converted and both of its hand meshes equal the
+    fixture's (expected: id -> {"right": (V, 3), "left": (V, 3)}), within `atol` metres."""
+    from hoitool.twohands.records import read_twohand_manifest
+
+    recs = {r.id: r for r in read_twohand_manifest(out / "dataset" / "records.jsonl")}
+    assert set(expected) <= set(recs), f"missing records: {sorted(set(expected) - set(recs))[:5]}"
+    hands = {s: HandModel(s, mano_dir) for s in ("right", "left")}
+    for rid, want in expected.items():
+        for s in ("right", "left"):
+            err = np.abs(vertices(hands[s], recs[rid].hand_params(s)) - want[s]).max()
+            assert err < atol, f"{rid} ({s}): hand mesh off by {err * 1000:.3f} mm"
+
+
 def write_obj(path: Path, mesh: trimesh.Trimesh, scale: float = 1.0) -> Path:
     """Save a mesh (coordinates multiplied by `scale`, e.g. 1000 for millimetres)."""
     path.parent.mkdir(parents=True, exist_ok=True)
