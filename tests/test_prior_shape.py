@@ -94,10 +94,8 @@ def test_unknown_category_names_known_and_nearest(prior):
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory, right_hand):
-    """A small synthetic photograph of a planned grasp of a can, written as files."""
-    from PIL import Image
-
+def can_view(right_hand):
+    """A small synthetic photograph of a planned grasp of a can: (the can's mesh, the view)."""
     from hoitool.data.synthetic.images import random_view
     from hoitool.data.synthetic.objects import make_object
     from hoitool.data.synthetic.planner import GraspPlanner
@@ -105,7 +103,15 @@ def scene(tmp_path_factory, right_hand):
 
     mesh = make_object("can", np.random.default_rng(3))
     batch = GraspPlanner(right_hand).plan(mesh, SDFVolume(*canonical_sdf(mesh)), 1, seed=0, key="can")
-    view = random_view(right_hand, mesh, batch.params, np.random.default_rng(0), size=160)
+    return mesh, random_view(right_hand, mesh, batch.params, np.random.default_rng(0), size=160)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory, can_view):
+    """The photograph of `can_view`, written as files."""
+    from PIL import Image
+
+    _, view = can_view
     d = tmp_path_factory.mktemp("scene")
     Image.fromarray(view.inputs.image).save(d / "image.png")
     Image.fromarray((view.inputs.hand_mask * 255).astype(np.uint8)).save(d / "hand.png")
@@ -133,6 +139,7 @@ def test_cli_prior_shape_end_to_end(tmp_path, scene):
     s = p["shape"]
     assert s["source"] == "prior" and s["samples"] == 2 and s["ddim_steps"] == 5 and len(s["mask_iou"]) == 2
     assert s["mask_iou"][s["chosen_sample"]] == max(s["mask_iou"])
+    assert "placement" in s["pose_search_start"]  # the prior's placement was a start of the pose search
     assert p["template"] == "category can" and set(p["stages"]) == {"pose", "contact", "refine"}
 
 
@@ -150,7 +157,8 @@ def test_cli_prior_shape_refuses_unknown_category_and_mesh(tmp_path, scene):
 
 def test_every_step_sees_the_hand_noised_to_its_level(prior, right_hand, grasp_hand, monkeypatch):
     """The denoiser's input at each DDIM step holds, in the hand channels, the given hand noised to
-    that step's level with the sample's own noise (recomputed here from its generator)."""
+    that step's level with the sample's own noise, recomputed here from its generator: the start
+    noise, then one draw per step, taken as the step is (not all steps' noise drawn up front)."""
     from hoitool.prior.shape import OBJECT_CHANNELS, inpaint_hand_sample
     from hoitool.utils.seeding import torch_generator
 
@@ -159,21 +167,112 @@ def test_every_step_sees_the_hand_noised_to_its_level(prior, right_hand, grasp_h
     real = prior.guided_eps
 
     def record(x, t, *a, **k):
-        seen.append((x[:, OBJECT_CHANNELS:].clone(), int(t[0])))
+        seen.append((x[:, OBJECT_CHANNELS:].clone(), t.clone()))
         return real(x, t, *a, **k)
 
     monkeypatch.setattr(prior, "guided_eps", record)
     steps = 4
-    inpaint_hand_sample(prior, "mug", field, 1, steps=steps, seed=3, batch_size=1)
+    inpaint_hand_sample(prior, "mug", field, 2, steps=steps, seed=3, batch_size=2)
     r = field.shape[-1]
     C = prior.unet.config.in_channels
     known = prior.pack(torch.zeros(1, OBJECT_CHANNELS, r, r, r), field.float())[:, OBJECT_CHANNELS:]
-    g = torch_generator(3, "shape", 0)
-    start = torch.randn((C, r, r, r), generator=g)[OBJECT_CHANNELS:]
-    hn = torch.randn((steps, C - OBJECT_CHANNELS, r, r, r), generator=g)
     abar = prior.alphas_cumprod()
     assert len(seen) == steps
-    for k, (x, t) in enumerate(seen):
-        eps = start if k == 0 else hn[k - 1]
-        want = abar[t].sqrt() * known[0] + (1 - abar[t]).sqrt() * eps
-        assert torch.allclose(x[0], want, atol=1e-4), k
+    assert [int(t[0]) for _, t in seen] == sorted({int(t[0]) for _, t in seen}, reverse=True)  # distinct levels, in order
+    for i in range(2):  # each sample from its own generator, in the same batch
+        g = torch_generator(3, "shape", i)
+        eps = torch.randn((C, r, r, r), generator=g)[OBJECT_CHANNELS:]
+        for k, (x, t) in enumerate(seen):
+            if k > 0:
+                eps = torch.randn((C - OBJECT_CHANNELS, r, r, r), generator=g)
+            a = abar[int(t[i])]
+            want = a.sqrt() * known[0] + (1 - a).sqrt() * eps
+            assert torch.allclose(x[i], want, atol=1e-4), (i, k)
+            if k > 0:  # the level of another step (e.g. the previous one) does not match
+                b = abar[int(seen[k - 1][1][i])]
+                assert not torch.allclose(x[i], b.sqrt() * known[0] + (1 - b).sqrt() * eps, atol=1e-3), (i, k)
+
+
+def test_initial_pose_is_among_the_hypotheses(can_view, right_hand):
+    """A pose given to reconstruct_image is optimised whatever the random rotations: with one
+    random start (rotations=1, candidates=1), the true pose given ends as the pose stage's answer.
+    The pose is of the mesh's own origin, not its vertex mean: the mesh is moved 20 cm off its
+    origin (as a prior shape placed in the camera frame is) and the pose given accounts for that."""
+    from hoitool.pipelines.image_recon import ReconstructConfig, reconstruct_image
+
+    mesh, view = can_view
+    off = np.array([0.2, -0.1, 0.3])
+    moved = mesh.copy()
+    moved.apply_translation(off)
+    cfg = ReconstructConfig(rotations=1, candidates=1, top_k=1, pose_steps=15, hand_steps=5, icp_iters=2, refine_steps=0, seed=1)
+
+    def run(init=None):
+        return reconstruct_image(view.inputs, moved, view.camera, cfg, template=True, hand=right_hand, hand_params=view.hand,
+                                 init_pose=init).stages["pose"]
+
+    def err(st) -> float:  # metres, the farthest vertex from its true place
+        return float(np.abs(st.object_vertices(moved) - view.object_vertices).max())
+
+    R, t = view.cTo[:3, :3], view.cTo[:3, 3] - view.cTo[:3, :3] @ off
+    random_only, given = run(), run((R, t, 1.0))
+    assert given.metrics["object_iou"] > 0.9 and given.metrics["object_iou"] > random_only.metrics["object_iou"] + 0.1
+    assert err(given) < 0.015 and err(random_only) > 0.04
+    nudged = run((R, t + np.array([0.01, 0.0, 0.0]), 1.0))  # a start 1 cm off is pulled back onto the mask
+    assert nudged.metrics["object_iou"] > 0.85 and err(nudged) < 0.025
+
+
+def test_prior_shapes_init_pose_is_where_they_were_placed():
+    from hoitool.pipelines.image_recon import PriorShapes
+
+    R, t, s = PriorShapes([], [], np.zeros(0), HandParams.zeros(1), "mug").init_pose
+    assert np.allclose(R, np.eye(3)) and np.allclose(t, 0) and s == 1.0
+
+
+def test_prior_of_another_hand_model_is_refused(prior, right_hand, fake_mano, monkeypatch):
+    from hoitool.hand.model import HandModel, hand_fingerprint
+    from hoitool.prior.shape import check_shape_prior, prior_hand_record
+
+    assert prior_hand_record(prior).get("source") == right_hand.source  # the shipped prior records its hand
+    check_shape_prior(prior, right_hand)
+    mano = HandModel("right", fake_mano)
+    with pytest.raises(InputError, match="HOITOOL_MANO_DIR"):
+        check_shape_prior(prior, mano)
+    # a recorded fingerprint (models exported since it was added) decides, whatever the sources say
+    monkeypatch.setattr(prior, "hand", {"source": right_hand.source, "fingerprint": "0123456789abcdef"})
+    with pytest.raises(InputError, match="was trained with the hand model"):
+        check_shape_prior(prior, right_hand)
+    monkeypatch.setattr(prior, "hand", {"source": "MANO (--mano-dir: /elsewhere)", "fingerprint": hand_fingerprint(right_hand)})
+    check_shape_prior(prior, right_hand)
+
+
+def test_cli_prior_shape_refuses_another_hand_model(tmp_path, scene, fake_mano, monkeypatch):
+    d, view = scene
+    monkeypatch.setenv("HOITOOL_MANO_DIR", str(fake_mano))
+    r = runner.invoke(app, _args(d, view, tmp_path / "a", "--category", "can", "--shape", "prior"))
+    assert r.exit_code == 2, r.output
+    assert "HOITOOL_MANO_DIR" in r.output and "open hand" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "a").exists()
+
+
+def test_cli_shape_options_need_shape_prior(tmp_path):
+    img = tmp_path / "image.png"
+    for extra in (["--shape-samples", "8"], ["--shape-steps", "10", "--shape", "template"], ["--shape-samples", "2", "--shape-steps", "5"]):
+        r = runner.invoke(app, ["reconstruct", str(img), "--category", "mug", "--out", str(tmp_path / "o"), *extra])
+        assert r.exit_code == 2, r.output
+        assert "--shape prior" in r.output and extra[0] in r.output and len(r.output.strip().splitlines()) == 1
+    r = runner.invoke(app, ["reconstruct", str(img), "--two-hands", "--shape-steps", "10"])
+    assert r.exit_code == 2 and "--shape-steps" in r.output
+
+
+def test_no_surface_is_a_user_error(prior, scene, right_hand, monkeypatch):
+    """When no drawn shape has a surface the message says so and what to do, as an InputError."""
+    from hoitool.pipelines import image_recon
+
+    d, view = scene
+    monkeypatch.setattr("hoitool.prior.sample.grid_to_mesh", lambda *a, **k: None)
+    monkeypatch.setattr("hoitool.prior.shape.grid_to_mesh", lambda *a, **k: None)
+    from hoitool.prior.shape import ShapeConfig
+
+    with pytest.raises(InputError, match="no zero crossing.*--shape-samples"):
+        image_recon.prior_object_shapes(view.inputs, view.camera, prior, "can", ShapeConfig(samples=1, steps=2), hand=right_hand,
+                                        hand_params=view.hand)

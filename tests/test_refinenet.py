@@ -101,6 +101,12 @@ def test_training_lowers_vertex_error(tiny_prepared, tmp_path):
     after = vertex_error(task.hand, refine_hand(net, task.hand, x, sdf, uTo).params, gt).mean()
     assert before > 0.01  # the perturbation is real (metres)
     assert after < 0.85 * before, (float(before), float(after))
+    from hoitool.hand.model import hand_fingerprint
+
+    assert net.hand_sha == hand_fingerprint(task.hand)  # kept from the model file: refine_hand checks the hand against it
+    net.hand_sha = "0" * 16
+    with pytest.raises(InputError, match="trained with"):
+        refine_hand(net, task.hand, x, sdf, uTo)
 
 
 @pytest.mark.slow
@@ -161,3 +167,17 @@ def test_left_records_match_their_right_twins(tiny_prepared, tmp_path):
     f = [sdf_features(sdf[i:i + 1], uTo[i], pts[i:i + 1]) for i in range(2)]
     assert (f[0].distance - f[1].distance).abs().max() < 5e-4
     assert (f[0].distance.abs() < 0.003).any()  # the grasp touches the object
+
+
+def test_directions_fade_where_the_sdf_is_flat():
+    """Beyond a truncated grid's cap the SDF is constant: no direction (zero), not rounding noise,
+    so the features stay continuous in the hand's pose there."""
+    sphere = _sphere().clamp_max(0.3)  # truncated 0.3 u (3 cm) outside a 5 cm sphere
+    uTo = make_transform(torch.eye(3), torch.zeros(3), 10.0)
+    far = torch.tensor([[[0.0, 0.0, 0.095], [0.06, 0.06, 0.0]]])  # 4.5 and 3.5 cm beyond the surface
+    near = torch.tensor([[[0.0, 0.0, 0.06]]])
+    f = sdf_features(sphere[None, None], uTo, far)
+    assert f.direction.norm(dim=-1).max() < 1e-3
+    assert torch.allclose(f.distance, torch.full((1, 2), 0.03), atol=1e-6)
+    fn = sdf_features(sphere[None, None], uTo, near)
+    assert torch.allclose(fn.direction[0, 0], torch.tensor([0.0, 0.0, 1.0]), atol=1e-3)

@@ -28,8 +28,10 @@ def reconstruct(
     shape: str = typer.Option("template", "--shape", help="Image with --category: the object's shape from the category's library "
                                                           "template, or drawn from the G-HOP prior (--model) for the fitted hand, "
                                                           "the best of --shape-samples by object mask IoU."),
-    shape_samples: int = typer.Option(8, "--shape-samples", min=1, help="Image, --shape prior: object shapes drawn from the prior."),
-    shape_steps: int = typer.Option(50, "--shape-steps", min=1, help="Image, --shape prior: DDIM steps per drawn shape."),
+    shape_samples: Optional[int] = typer.Option(None, "--shape-samples", min=1, help="Image, --shape prior: object shapes drawn from the "
+                                                                                      "prior [default: 8]."),
+    shape_steps: Optional[int] = typer.Option(None, "--shape-steps", min=1, help="Image, --shape prior: DDIM steps per drawn shape "
+                                                                                  "[default: 50]."),
     hand_mask: Optional[Path] = typer.Option(None, "--hand-mask", "--hand-masks",
                                              help="Mask of the visible hand (white = hand), the image's size; for a clip, a folder "
                                                   "with one mask per frame (matched by file stem or frame number)."),
@@ -54,6 +56,9 @@ def reconstruct(
     rotations: int = typer.Option(1000, "--rotations", min=1, help="Image: object rotations scored in the pose search."),
     top_k: int = typer.Option(3, "--top-k", min=1, help="Image: object pose hypotheses refined; the best is kept."),
     refine_steps: int = typer.Option(150, "--refine-steps", min=0, help="Image: refinement (or joint optimisation) iterations."),
+    refinenet: str = typer.Option("auto", "--refinenet", help="Image: Cao et al.'s refinement network after the last stage: auto "
+                                                              "(the shipped one with --method cao, none with easyhoi), default, none, "
+                                                              "or a run folder / model.pt of hoitool train refinenet."),
     frames: Optional[str] = typer.Option(None, "--frames", help="Clip: the frames to use, A:B:STEP (0-based, B excluded), e.g. 0:64:2."),
     no_prior: bool = typer.Option(False, "--no-prior", help="Clip / --two-hands: no score distillation from the prior (the ablation)."),
     prior_model: Optional[Path] = typer.Option(None, "--model", help="Clip or --shape prior: G-HOP prior; --two-hands: two-hand model "
@@ -92,9 +97,10 @@ def reconstruct(
                       "--side": None if side == "right" else side, "--method": None if method == "easyhoi" else method,
                       "--scale": None if scale == 1.0 else scale, "--rotations": None if rotations == 1000 else rotations,
                       "--top-k": None if top_k == 3 else top_k, "--refine-steps": None if refine_steps == 150 else refine_steps,
-                      "--max-side": None if max_side == 960 else max_side,
+                      "--refinenet": None if refinenet == "auto" else refinenet, "--max-side": None if max_side == 960 else max_side,
                       "--video-format": None if video_format == "mp4" else video_format,
-                      "--shape": None if shape == "template" else shape}
+                      "--shape": None if shape == "template" else shape,
+                      "--shape-samples": shape_samples, "--shape-steps": shape_steps}
             given = [k for k, v in unused.items() if v is not None]
             if given:
                 one = len(given) == 1
@@ -106,11 +112,18 @@ def reconstruct(
                                              model=prior_model, steps=steps, save_stages=save_stages, seed=seed, device=device)
         if shape not in ("template", "prior"):
             raise InputError(f"--shape must be template or prior, got {shape!r}")
+        if shape != "prior":  # they would be ignored
+            given = [k for k, v in (("--shape-samples", shape_samples), ("--shape-steps", shape_steps)) if v is not None]
+            if given:
+                raise InputError(f"{' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --shape prior (a photo with "
+                                 f"--category): add --shape prior, or leave {'it' if len(given) == 1 else 'them'} out")
         if is_video_input(image):
             if shape != "template":
                 raise InputError("--shape prior applies to a photo; a clip's object shape is already guided by the prior")
             if hand_box is not None:
                 raise InputError("--hand-box applies to a photo; in a clip the hand's SAM boxes come from its keypoints")
+            if refinenet != "auto":
+                raise InputError("--refinenet applies to a photo; a clip's hands are refined by the prior")
             return reconstruct_clip_cmd(image, out=out, object_mesh=object_mesh, category=category, hand_masks=hand_mask,
                                         object_masks=object_mask, keypoints=keypoints, detect=detect, sam_checkpoint=sam_checkpoint,
                                         object_box=object_box, object_point=object_point, focal=focal, side=side, scale=scale,
@@ -127,16 +140,19 @@ def reconstruct(
                              "(a template from hoitool's object library), not both")
         if focal is not None and not (np.isfinite(focal) and focal > 0):
             raise InputError(f"--focal must be a positive number of pixels, got {focal}")
+        net = load_image_refinenet(refinenet, method, side, resolve_device(device))  # a bad model is refused before the detector
         prior = None
         if shape == "prior":
             if category is None:
                 raise InputError("--shape prior draws the object for --category NAME: give the category (not --object-mesh)")
             if side != "right":
                 raise InputError("--shape prior needs a right hand (the prior's grids are of right hands): use --shape template")
+            from hoitool.hand.model import HandModel
             from hoitool.prior.checkpoint import load_prior
-            from hoitool.prior.shape import prior_category
+            from hoitool.prior.shape import check_shape_prior, prior_category
 
             prior = load_prior(prior_model, device=resolve_device(device))
+            check_shape_prior(prior, HandModel("right"))  # trained with this hand model, on grids of its field
             category = prior_category(prior, category)  # an unknown name is refused before the detector and the masks run
         elif category is not None:  # a name without a template is refused before the detector and the masks run
             from hoitool.data.templates import category_template
@@ -225,24 +241,40 @@ def reconstruct(
                            cfg=ReconstructConfig(method=method, side=side, rotations=rotations, top_k=top_k,
                                                  refine_steps=refine_steps, seed=seed, device=str(resolve_device(device))),
                            source=str(image), sources=sources, hand_params=hand_params,
-                           prior=prior, shape_samples=shape_samples, shape_steps=shape_steps,
+                           prior=prior, shape_samples=shape_samples or 8, shape_steps=shape_steps or 50, refinenet=net,
                            object_box=obox if sources["object_mask"] != "given" else None,  # a box not used is not shown
                            files={"keypoints": keypoints, "hand_mask": hand_mask, "object_mask": object_mask},
                            prompts={"object_points": [[float(v) for v in p] for p in opoints] if opoints else None,
                                     "hand_box": None if hbox is None else [float(v) for v in hbox]})
 
 
+def load_image_refinenet(choice: str, method: str, side: str, device) -> tuple | None:
+    """The refinement network `--refinenet` names for a photo: auto (the shipped default with
+    --method cao, none with easyhoi), default, none, or a run folder / model.pt; with the model
+    file's info. A model of another kind, or trained with another hand model, is refused."""
+    if choice == "none" or (choice == "auto" and method != "cao"):
+        return None
+    from hoitool.hand.model import HandModel
+    from hoitool.refine.model import load_refinenet
+    from hoitool.refine.scene import check_refinenet_hand
+
+    net, info = load_refinenet(None if choice in ("auto", "default") else Path(choice), device)
+    check_refinenet_hand(info, HandModel("right"))
+    return net, info
+
+
 def run_reconstruction(img, hand_mask, object_mask, uv, conf, out: Path, *, object_mesh, category, scale, focal, save_stages,
                        cfg, source: str, sources: dict | None = None, hand_params=None, object_box=None,
                        files: dict | None = None, prompts: dict | None = None, prior=None, shape_samples: int = 8,
-                       shape_steps: int = 50) -> None:
+                       shape_steps: int = 50, refinenet=None) -> None:
     """Load the object, run the pipeline with a progress bar, write the outputs atomically.
 
     sources: where each input came from (keypoints detected/given; hand and object masks
     given/sam/derived-grabcut; focal given/default), recorded in params.json and the closing panel;
     hand_params: the hand already fitted to the keypoints (for the GrabCut masks), reused as stage 1;
     prior: draw the object's shape for `category` from this G-HOP prior (the best of `shape_samples`
-    by object mask IoU, for the hand of stage 1) instead of the category's library template."""
+    by object mask IoU, for the hand of stage 1) instead of the category's library template;
+    refinenet: (network, model file info) of load_image_refinenet, applied after the last stage."""
     import time
 
     import numpy as np
@@ -266,6 +298,7 @@ def run_reconstruction(img, hand_mask, object_mask, uv, conf, out: Path, *, obje
     hand = HandModel(cfg.side)
     t0 = time.time()
     shape_info = {"source": "template"}
+    init_pose = None
     if object_mesh is not None:
         mesh, _ = load_mesh(object_mesh, scale=scale)
         template, name = True, str(object_mesh)
@@ -276,24 +309,24 @@ def run_reconstruction(img, hand_mask, object_mask, uv, conf, out: Path, *, obje
 
         shape_cfg = ShapeConfig(samples=shape_samples, steps=shape_steps, seed=cfg.seed)
         with progress_bar(f"drawing {shape_samples} {category} shapes from the prior") as bar:
-            try:
-                drawn = prior_object_shapes(inputs, camera, prior, category, shape_cfg, cfg, hand, hand_params, progress=bar)
-            except ValueError as e:
-                raise InputError(f"{e}: try more --shape-samples or --shape template") from None
+            drawn = prior_object_shapes(inputs, camera, prior, category, shape_cfg, cfg, hand, hand_params, progress=bar)
         mesh, name, template, hand_params = drawn.meshes[0], category, False, drawn.hand_params
+        init_pose = drawn.init_pose  # the prior's placement is a pose hypothesis of its own
         shape_info = {"source": "prior", "prior": str(getattr(prior, "source", "")), "samples": shape_samples,
                       "ddim_steps": shape_steps, "guidance": shape_cfg.guidance, "chosen_sample": drawn.index[0],
-                      "mask_iou": [round(float(v), 4) for v in drawn.iou], "seconds": round(time.time() - t0, 2)}
+                      "mask_iou": [round(float(v), 4) for v in drawn.iou], "seconds": round(time.time() - t0, 2),
+                      "pose_search_start": "the prior's placement, besides the random rotations"}
     else:
         mesh, name = category_template(category)
         template = False
     with progress_bar("reconstructing") as bar:
-        order = {"hand": 0, "object": 1, "contact": 2, "refine": 3}
+        order = {"hand": 0, "object": 1, "contact": 2, "refine": 3, "refinenet": 4}
 
         def tick(stage, done, total):
-            bar(order[stage] * 100 + int(100 * done / max(total, 1)), 400)
+            bar(order[stage] * 100 + int(100 * done / max(total, 1)), 400 + 100 * (refinenet is not None))
 
-        result = reconstruct_image(inputs, mesh, camera, cfg, template=template, hand=hand, progress=tick, hand_params=hand_params)
+        result = reconstruct_image(inputs, mesh, camera, cfg, template=template, hand=hand, progress=tick, hand_params=hand_params,
+                                   refinenet=refinenet[0] if refinenet else None, init_pose=init_pose)
     final = result.final
     if not all(np.isfinite(v) for v in final.metrics.values()):
         raise InputError("the reconstruction diverged (NaN): check that the masks and keypoints belong to this image")
@@ -309,7 +342,7 @@ def run_reconstruction(img, hand_mask, object_mask, uv, conf, out: Path, *, obje
         inputs_used["grabcut"] = to_dict(GrabCutConfig())
     extra = {"image": source, "object_mesh": name, "template": "metric mesh" if template else f"category {name}",
              "shape": shape_info,
-             "method": cfg.method, "seconds": round(time.time() - t0, 2), "inputs": inputs_used}
+             "method": cfg.method, "refinenet": refinenet[1]["path"] if refinenet else None, "seconds": round(time.time() - t0, 2), "inputs": inputs_used}
     with staged_folder(out) as tmp:
         written = write_outputs(tmp, result, hand, img, extra, save_stages, masks=(hand_mask, object_mask), box=object_box)
         save_config(cfg, tmp / "config.yaml")
@@ -320,7 +353,7 @@ def run_reconstruction(img, hand_mask, object_mask, uv, conf, out: Path, *, obje
     summary("hoitool reconstruct", [out / p.relative_to(tmp) for p in written] + [out / "config.yaml"], [
         "inputs: " + " · ".join(said),
         f"{extra['template']}{' (prior shape, sample ' + str(shape_info['chosen_sample']) + ')' if shape_info['source'] == 'prior' else ''}"
-        f" · method {cfg.method} · {extra['seconds']:.1f} s",
+        f" · method {cfg.method}{' + refinement network' if refinenet else ''} · {extra['seconds']:.1f} s",
         f"hand mask IoU {m['hand_iou']:.2f} · object mask IoU {m['object_iou']:.2f} · keypoint error {m['keypoint_error_px']:.1f} px",
         f"max penetration {m['max_penetration_mm']:.1f} mm · hand-object gap {m['min_distance_mm']:.1f} mm",
     ])

@@ -114,6 +114,8 @@ class HandModel(torch.nn.Module):
         if arrays is None:
             arrays, source = load_arrays(side, mano_dir)
         self.side = side
+        self.mano_dir = mano_dir
+        """The MANO folder asked for (None: $HOITOOL_MANO_DIR, else the open hand; or arrays given)."""
         self.source = source or "arrays"
         self.is_mano = self.source.startswith("MANO")
         data = Struct(**{k: np.asarray(v) for k, v in arrays.items()})

@@ -22,6 +22,10 @@ Stages (each kept in `ReconResult.stages`):
    plus the keypoint reprojection) for all top-k hypotheses at once; the best is kept.
    With method "cao" this stage is instead Cao et al.'s joint optimisation of hand and
    object (both masks, ordinal depth, interaction, penetration).
+5. `refinenet` (when a refinement network is given; `reconstruct --method cao` gives the
+   shipped one): Cao et al.'s step 4, the network's pose updates of the kept hypothesis's hand
+   from the object's SDF (hoitool.refine.scene); the object and the hand's scale stay. Its
+   `loss` is the previous stage's.
 """
 
 from __future__ import annotations
@@ -49,8 +53,9 @@ from hoitool.data.image_inputs import ImageInputs
 from hoitool.render.soft import SoftRasterizer, splat_points
 from hoitool.utils.seeding import torch_generator
 
-#: Stage names in order ("joint" replaces "contact" and "refine" with method "cao").
-STAGES = ("pose", "contact", "refine", "joint")
+#: Stage names in order ("joint" replaces "contact" and "refine" with method "cao"; "refinenet"
+#: follows when a refinement network is given).
+STAGES = ("pose", "contact", "refine", "joint", "refinenet")
 
 
 @dataclass
@@ -280,9 +285,18 @@ class PoseFit(NamedTuple):
     """(K,) refined focal length / given focal length (ones unless cfg.refine_focal)."""
 
 
-def fit_object_pose(ctx: _Context, depth: float, template: bool, g: torch.Generator) -> PoseFit:
+#: An object pose x -> s R x + t of the mesh given (its own coordinates): R (3, 3), t (3,) metres, s.
+InitPose = tuple[np.ndarray, np.ndarray, float]
+
+
+def fit_object_pose(ctx: _Context, depth: float, template: bool, g: torch.Generator, init: InitPose | None = None) -> PoseFit:
     """Top-k object poses by mask fitting (and the focal length with cfg.refine_focal).
-    Pixels outside the image and where the hand hides the object are ignored."""
+    Pixels outside the image and where the hand hides the object are ignored.
+
+    init: a pose of the mesh given (SceneState's convention: x -> s R x + t of the mesh's own
+    coordinates), always optimised, as candidate 0, besides the `cfg.candidates` best random
+    rotations; it competes with them on the same loss (its scale prior is about its own scale
+    for a category template, about 1 for a metric one) and by the same final IoU."""
     cfg, cc, S = ctx.cfg, ctx.ccam, ctx.cfg.render_size
     valid = ctx.valid_obj
     target = ctx.obj_mask
@@ -309,6 +323,10 @@ def fit_object_pose(ctx: _Context, depth: float, template: bool, g: torch.Genera
     R0, t0, s0 = Rs[best], t[best], s[best]
     if template:  # metric template: keep its size, move it along the rays instead
         t0, s0 = t0 / s0[:, None], torch.ones_like(s0)
+    if init is not None:  # candidate 0: the pose given, moved to the mesh centred at its vertex mean (as ctx.ov)
+        Ri, ti, si = np.asarray(init[0], dtype=np.float64), np.asarray(init[1], dtype=np.float64), float(init[2])
+        f = lambda a: torch.as_tensor(a, dtype=torch.float32, device=ctx.dev)[None]  # noqa: E731
+        R0, t0, s0 = torch.cat([f(Ri), R0]), torch.cat([f(ti + si * Ri @ ctx.centre), t0]), torch.cat([f(si), s0])
     w_scale = cfg.template_scale_prior if template else cfg.category_scale_prior
     log_s_ref = torch.zeros_like(s0) if template else s0.log()
     d6 = torch.nn.Parameter(matrix_to_rot6d(R0))
@@ -539,7 +557,7 @@ def state_metrics(ctx: _Context, params: HandParams, hscale: torch.Tensor, R, t,
 def reconstruct_image(inputs: ImageInputs, mesh: trimesh.Trimesh, camera: Camera, cfg: ReconstructConfig | None = None,
                       template: bool = True, hand: HandModel | None = None,
                       progress: Callable[[str, int, int], None] | None = None,
-                      hand_params: HandParams | None = None) -> ReconResult:
+                      hand_params: HandParams | None = None, refinenet=None, init_pose: InitPose | None = None) -> ReconResult:
     """Reconstruct hand and object from one image.
 
     Args:
@@ -548,6 +566,11 @@ def reconstruct_image(inputs: ImageInputs, mesh: trimesh.Trimesh, camera: Camera
         progress: callback(stage, done, total).
         hand_params: the hand already fitted to `inputs.keypoints` under `camera` (as
             hoitool.pipelines.grabcut.fit_hand does for the masks); stage 1's fit is then skipped.
+        init_pose: an object pose (R, t, s) of `mesh`, x -> s R x + t, that stage 2 always
+            optimises besides the random rotations (`PriorShapes.init_pose`: where the prior put it).
+        refinenet: a trained hoitool.refine.RefineNet (of the right hand model of `hand`'s
+            source): applied to the kept hypothesis after the last stage, as a stage of its own
+            ("refinenet"; Cao et al.'s step 4).
     """
     cfg = cfg or ReconstructConfig()
     hand = (hand or HandModel(cfg.side)).to(cfg.device)
@@ -573,7 +596,7 @@ def reconstruct_image(inputs: ImageInputs, mesh: trimesh.Trimesh, camera: Camera
     # 2. object pose by mask fitting
     tick("object", 0, 1)
     depth = float(hand(params).vertices[0, :, 2].median())
-    pose = fit_object_pose(ctx, depth, template, g)
+    pose = fit_object_pose(ctx, depth, template, g, init_pose)
     R, t, s = pose.R, pose.t, pose.s
     if cfg.refine_focal:  # the hand was fitted under the given focal: fit it again under the refined one
         camera, t = adopt_focal(ctx, pose)
@@ -606,6 +629,21 @@ def reconstruct_image(inputs: ImageInputs, mesh: trimesh.Trimesh, camera: Camera
     m = state_metrics(ctx, pk, hs, R, t, s)
     hyps = [_state(ctx, pk, hs, R, t, s, k, loss=loss[k], **{n: v[k] for n, v in m.items()}) for k in order]
     stages["refine" if cfg.method == "easyhoi" else "joint"] = hyps[0]
+    # 5. Cao et al.'s refinement network on the kept hypothesis (the others stay as the last stage left them)
+    if refinenet is not None:
+        from hoitool.refine.scene import refine_in_camera, scaled_object_sdf
+
+        tick("refinenet", 0, 1)
+        k = order[0]
+        one_k = slice(k, k + 1)
+        right = hand if hand.side == "right" else HandModel("right", hand.mano_dir).to(ctx.dev)
+        t_mesh = t[one_k] - s[one_k, None] * (R[one_k] @ torch.as_tensor(ctx.centre, dtype=torch.float32, device=ctx.dev))
+        grid, uTo = scaled_object_sdf(mesh, float(s[k] / hs[k]))
+        pr = refine_in_camera(refinenet, hand, right, pk[k].to(ctx.dev), hs[one_k], R[one_k], t_mesh, s[one_k], grid, uTo)
+        m = state_metrics(ctx, pr, hs[one_k], R[one_k], t[one_k], s[one_k])
+        hyps[0] = _state(ctx, pr, hs[one_k], R[one_k], t[one_k], s[one_k], 0, loss=loss[k], **{n: v[0] for n, v in m.items()})
+        stages["refinenet"] = hyps[0]
+        tick("refinenet", 1, 1)
     return ReconResult(stages, camera, mesh, hyps)
 
 
@@ -685,6 +723,12 @@ class PriorShapes:
     """The hand fitted to the keypoints (stage 1), which the shapes were drawn for."""
     category: str
 
+    @property
+    def init_pose(self) -> InitPose:
+        """The placement the prior drew, as `reconstruct_image(init_pose=...)` takes it for any of
+        `meshes`: they are already in the camera frame, so the identity (R = I, t = 0, s = 1)."""
+        return np.eye(3), np.zeros(3), 1.0
+
 
 def prior_object_shapes(inputs: ImageInputs, camera: Camera, prior, category: str, shape_cfg=None,
                         cfg: ReconstructConfig | None = None, hand: HandModel | None = None,
@@ -706,5 +750,8 @@ def prior_object_shapes(inputs: ImageInputs, camera: Camera, prior, category: st
     iou = object_mask_iou(inputs, camera, placed, cfg)
     order = [int(i) for i in np.argsort(-iou, kind="stable") if placed[i] is not None][:keep]
     if not order:
-        raise ValueError(f"none of the {len(placed)} shapes drawn from the prior for {category!r} has a surface")
+        from hoitool.errors import InputError
+
+        raise InputError(f"none of the {len(placed)} {category} shapes drawn from the prior has a surface (their grids have "
+                         "no zero crossing): draw more with --shape-samples (or another --seed), or use --shape template")
     return PriorShapes([placed[i] for i in order], order, iou, hand_params.to("cpu"), category)

@@ -37,4 +37,5 @@ def load_prior(path: str | Path | None = None, device: str | torch.device = "cpu
                              d["text_encoder"], d.get("text_embeddings"), d.get("categories"))
     prior.source = d["path"]
     prior.step = d.get("step")
+    prior.hand = {"source": d.get("hand"), "fingerprint": d.get("hand_sha")}
     return prior.to(device)

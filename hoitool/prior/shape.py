@@ -24,10 +24,10 @@ import torch
 import trimesh
 
 from hoitool.errors import InputError
-from hoitool.geometry.grid import nTh_from_joints
+from hoitool.geometry.grid import LATENT_RES, nTh_from_joints
 from hoitool.geometry.transforms import invert_transform
 from hoitool.hand.field import hand_field
-from hoitool.hand.model import HandModel, HandParams
+from hoitool.hand.model import HandModel, HandParams, hand_fingerprint
 from hoitool.prior.model import OBJECT_CHANNELS, InteractionPrior, ddim_scheduler
 from hoitool.prior.sample import grid_to_mesh
 from hoitool.utils.seeding import torch_generator
@@ -46,6 +46,11 @@ class ShapeConfig:
     seed: int = 0
     batch_size: int = 8
     """Samples denoised at once (sample i depends only on (seed, i), not on the batch)."""
+
+    def __post_init__(self):
+        for k in ("samples", "steps", "batch_size"):
+            if int(getattr(self, k)) < 1:
+                raise ValueError(f"ShapeConfig.{k} must be at least 1, got {getattr(self, k)}")
 
 
 @dataclass
@@ -96,6 +101,38 @@ def prior_category(prior: InteractionPrior, name: str) -> str:
     raise InputError(f"the prior does not know the category {name!r} (nearest: {near}); it knows {', '.join(known)}")
 
 
+def prior_hand_record(prior: InteractionPrior) -> dict:
+    """The hand model the prior was trained with, as its model file records it (load_prior keeps
+    it as `prior.hand`): {"source": ..., "fingerprint": ...}; files written before the fingerprint
+    was exported record the source alone."""
+    rec = getattr(prior, "hand", None)
+    return dict(rec) if isinstance(rec, dict) else ({"source": rec} if rec else {})
+
+
+def check_shape_prior(prior: InteractionPrior, hand: HandModel) -> None:
+    """InputError (one line) when the prior cannot draw shapes for `hand` (a right hand): trained
+    with another hand model (by the recorded fingerprint, else by the recorded source: MANO or not,
+    and which), or on interaction grids of another resolution than the hand field's."""
+    src = getattr(prior, "source", "the prior")
+    r = 64 // prior.vqvae.config.downsampling
+    hand_channels = prior.unet.config.in_channels - OBJECT_CHANNELS
+    if r != LATENT_RES or hand_channels != 20:
+        raise InputError(f"{src} has {hand_channels} hand channels on {r}^3 grids, but --shape prior fills in a hand field of "
+                         f"20 channels on {LATENT_RES}^3: pass a G-HOP prior trained by this hoitool (--model)")
+    rec = prior_hand_record(prior)
+    fp, was = rec.get("fingerprint"), rec.get("source")
+    if fp:
+        other = fp != hand_fingerprint(hand)
+    elif was:  # a MANO source names its folder, which may have moved: MANO against MANO cannot be told apart
+        other = str(was) != hand.source and not (str(was).startswith("MANO") and hand.is_mano)
+    else:
+        return
+    if other:
+        raise InputError(f"{src} was trained with the hand model '{was or 'fingerprint ' + fp}', but this run uses "
+                         f"'{hand.source}': set HOITOOL_MANO_DIR as for its training (unset for the bundled open hand), "
+                         "or pass another --model")
+
+
 def _nearest(prior: InteractionPrior, name: str, known: list[str]) -> str:
     from hoitool.models.text import prompt_for
 
@@ -114,25 +151,20 @@ def inpaint_hand_sample(prior: InteractionPrior, category: str, field: torch.Ten
                         progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """DDIM samples x0 (n, 23, r, r, r) whose hand channels are `field` (1, 20, r, r, r), squared n
     units; sample i depends only on (seed, i). The known channels replace the sampled ones at
-    every step, noised to the level of the step they enter (the object latent is never replaced)."""
+    every step, noised to the level of the step they enter (the object latent is never replaced).
+
+    Sample i's generator (CPU) gives, in order, its start noise (C, r, r, r), whose hand channels
+    are the known channels' noise at the first step, then the hand channels' noise (C - 3, r, r, r)
+    of each later step, drawn when that step is taken: memory does not grow with the steps."""
     dev = prior.device
     prior.unet.eval()
     r = 64 // prior.vqvae.config.downsampling
     if field.shape[-1] != r:
         raise ValueError(f"hand field of resolution {field.shape[-1]}, the prior's grid has {r}")
     C = prior.unet.config.in_channels
-    shape = (C, r, r, r)
+    shape, hand_shape = (C, r, r, r), (C - OBJECT_CHANNELS, r, r, r)
     known = prior.pack(torch.zeros(1, OBJECT_CHANNELS, r, r, r, device=dev), field.to(dev).float())[:, OBJECT_CHANNELS:]
     abar = prior.alphas_cumprod().to(dev)
-    sched = ddim_scheduler(prior.schedule, prior.norm.clip)
-    sched.set_timesteps(steps)
-    ts = [int(t) for t in sched.timesteps]
-    final_abar = torch.as_tensor(float(sched.final_alpha_cumprod), device=dev)
-    # per sample: the start noise, then one noise per step for the known channels (drawn on CPU)
-    gens = [torch_generator(seed, "shape", i) for i in range(n)]
-    start = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(dev)
-    hand_noise = torch.stack([torch.randn((len(ts), C - OBJECT_CHANNELS, r, r, r), generator=g) for g in gens]).to(dev)
-    ctx_all, null_all = prior.context([category] * n), prior.context([""] * n)
 
     def noised(a: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         return a.sqrt() * known + (1 - a).sqrt() * eps
@@ -141,18 +173,18 @@ def inpaint_hand_sample(prior: InteractionPrior, category: str, field: torch.Ten
     for s in range(0, n, batch_size):
         sched = ddim_scheduler(prior.schedule, prior.norm.clip)
         sched.set_timesteps(steps)
-        x = start[s:s + batch_size].clone()
-        hn = hand_noise[s:s + batch_size]
-        ctx, null = ctx_all[s:s + batch_size], null_all[s:s + batch_size]
+        ts = [int(t) for t in sched.timesteps]
+        gens = [torch_generator(seed, "shape", i) for i in range(s, min(s + batch_size, n))]
+        x = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(dev)
+        ctx, null = prior.context([category] * len(gens)), prior.context([""] * len(gens))
         x[:, OBJECT_CHANNELS:] = noised(abar[ts[0]], x[:, OBJECT_CHANNELS:])
         for k, t in enumerate(sched.timesteps):
             tt = torch.full((x.shape[0],), int(t), device=dev, dtype=torch.long)
             eps = prior.guided_eps(x, tt, ctx, null, guidance)
             x = sched.step(eps, t, x, eta=0.0).prev_sample
-            if k + 1 < len(ts):
-                x[:, OBJECT_CHANNELS:] = noised(abar[ts[k + 1]], hn[:, k])
-            else:
-                x[:, OBJECT_CHANNELS:] = noised(final_abar, hn[:, k])
+            if k + 1 < len(ts):  # the hand enters step k + 1 noised to that step's level
+                hn = torch.stack([torch.randn(hand_shape, generator=g) for g in gens]).to(dev)
+                x[:, OBJECT_CHANNELS:] = noised(abar[ts[k + 1]], hn)
             done += x.shape[0]
             if progress is not None:
                 progress(done, n * len(ts))
@@ -170,6 +202,7 @@ def sample_shapes_for_hand(prior: InteractionPrior, category: str, hand: HandMod
         raise ValueError(f"one hand at a time, got {params.batch_size}")
     if params.side != "right":
         raise InputError("the prior's interaction grids are of right hands: a prior shape for a left hand is not supported")
+    check_shape_prior(prior, hand)
     params = params.to(hand.device)
     with torch.no_grad():
         field = hand_field(hand, params).float()

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from hoitool.geometry.grid import query_grid
 from hoitool.geometry.transforms import apply_transform, transform_scale
@@ -19,7 +18,8 @@ GRADIENT_STEP_M = 0.002
 @dataclass
 class SDFFeatures:
     """distance (B, N) signed distance in metres (negative inside); direction (B, N, 3) unit
-    gradient of the SDF (outward, away from the surface), object frame."""
+    gradient of the SDF (outward, away from the surface), object frame, shrinking to zero where
+    the gradient's norm falls below 1/2 (a flat, truncated SDF)."""
 
     distance: torch.Tensor
     direction: torch.Tensor
@@ -54,7 +54,11 @@ def sdf_features(grid: torch.Tensor, uTo: torch.Tensor, points: torch.Tensor, h:
     offsets = torch.eye(3, device=points.device, dtype=points.dtype) * h
     probe = torch.cat([points[:, :, None], points[:, :, None] + offsets, points[:, :, None] - offsets], dim=2)  # (B, N, 7, 3)
     d = sdf(probe.reshape(B, N * 7, 3)).reshape(B, N, 7)
-    direction = F.normalize(d[..., 1:4] - d[..., 4:7], dim=-1)
+    # unit where the SDF has a gradient; fading to 0 where it is flat (beyond the grid's truncation),
+    # whose central differences are rounding noise of random direction. Outside the grid's box the
+    # query adds the distance to the box, so the direction there points away from the box.
+    diff = d[..., 1:4] - d[..., 4:7]
+    direction = diff / diff.norm(dim=-1, keepdim=True).clamp_min(h)
     return SDFFeatures(d[..., 0], direction)
 
 

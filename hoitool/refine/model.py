@@ -1,15 +1,17 @@
 """The refinement network and its iterative application (Cao et al. 2021, section 3.4).
 
 One step: the hand is posed, its refinement points (an even subset of surface vertices and the 21
-keypoints) read the object's signed distance and gradient direction; an MLP maps those features
-and the current pose to a residual update of the articulation (45), the global rotation (an
-axis-angle turn about the wrist, in the hand's frame) and the translation (in the hand's frame).
+keypoints) read the object's signed distance and gradient direction (turned into the hand's
+frame); an MLP maps those features and the current articulation to a residual update of the
+articulation (45), the global rotation (an axis-angle turn about the wrist, in the hand's frame)
+and the translation (in the hand's frame). Nothing depends on where the object's frame is.
 The same weights are applied `iterations` times, the features recomputed after every update. The
 last layer starts at zero, so an untrained network leaves the hand where it is.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,8 +19,8 @@ import torch
 from torch import nn
 
 from hoitool.errors import InputError
-from hoitool.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rot6d
-from hoitool.hand.model import HandModel, HandParams
+from hoitool.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from hoitool.hand.model import HandModel, HandParams, hand_fingerprint
 from hoitool.refine.features import hand_points, sdf_features
 
 
@@ -49,7 +51,7 @@ class RefineConfig:
 
     @property
     def in_dim(self) -> int:
-        return self.num_points * 4 + 45 + 6 + 3
+        return self.num_points * 4 + 45
 
 
 class RefineNet(nn.Module):
@@ -80,19 +82,20 @@ class RefineNet(nn.Module):
     def config(self) -> dict:
         return asdict(self.cfg)
 
-    def forward(self, distance: torch.Tensor, direction_h: torch.Tensor, hand_pose: torch.Tensor, rot6d: torch.Tensor,
-                transl: torch.Tensor) -> torch.Tensor:
+    def forward(self, distance: torch.Tensor, direction_h: torch.Tensor, hand_pose: torch.Tensor) -> torch.Tensor:
         """Update (B, 51) = [articulation 45 (rad) | rotation 3 (axis-angle, hand frame, rad) |
         translation 3 (hand frame, metres)], already scaled.
 
         Args:
             distance: (B, N) signed distances, metres. direction_h: (B, N, 3) gradient directions in
-            the hand's frame. hand_pose: (B, 45). rot6d: (B, 6) global rotation. transl: (B, 3) metres.
+            the hand's frame. hand_pose: (B, 45) articulation. The hand's place in the object's frame
+            is not an input: the features and the update live in the hand's frame, so the network
+            is equivariant to moving the object's frame (a mesh's origin and axes are arbitrary).
         """
         c = self.cfg
         d = (distance / c.clamp_m).clamp(-1.0, 1.0)
         x = torch.cat([d[..., None], direction_h], dim=-1).flatten(1)
-        x = torch.cat([x, hand_pose, rot6d, transl / c.translation_step_m * 0.1], dim=-1)
+        x = torch.cat([x, hand_pose], dim=-1)
         out = self.head(self.body(x))
         scale = out.new_tensor([c.pose_step] * 45 + [c.rotation_step] * 3 + [c.translation_step_m] * 3)
         return out * scale
@@ -125,7 +128,7 @@ def refine_steps(net: nn.Module, hand: HandModel, params: HandParams, object_sdf
         f = sdf_features(grid, uTo, pts.points)
         R = axis_angle_to_matrix(cur.global_orient)
         direction_h = f.direction @ R  # R^T n, row vectors
-        upd = net(f.distance, direction_h, cur.hand_pose, matrix_to_rot6d(R), cur.transl)
+        upd = net(f.distance, direction_h, cur.hand_pose)
         R_new = R @ axis_angle_to_matrix(upd[:, 45:48])
         t_new = cur.transl + (R @ upd[:, 48:51, None])[..., 0]
         cur = HandParams(matrix_to_axis_angle(R_new), cur.hand_pose + upd[:, :45], cur.betas, t_new, cur.side)
@@ -156,28 +159,33 @@ def refine_hand(net: RefineNet, hand: HandModel, params: HandParams, object_sdf,
     """
     if params.side != "right":
         raise InputError("the refinement network works on right hands: mirror left hands (hoitool.hand.mirror) first")
+    want = getattr(net, "hand_sha", None)  # set by load_refinenet from the model file
+    if want is not None and want != hand_fingerprint(hand):
+        raise InputError(f"this refinement network was trained with {getattr(net, 'hand_source', 'another hand model')}, not "
+                         f"{hand.source}: its surface points would be other vertices; train one with this hand (hoitool train refinenet)")
     dev = next(net.parameters()).device
     src = params.transl.device
     sdf = torch.as_tensor(object_sdf, dtype=torch.float32, device=dev)
     T = torch.as_tensor(uTo, dtype=torch.float32, device=dev)
     net.eval()
-    steps = refine_steps(net, hand.to(dev), params.to(dev), sdf, T, iterations)
+    if hand.device != dev:  # a copy: the caller's model stays where it is
+        hand = copy.deepcopy(hand).to(dev)
+    steps = refine_steps(net, hand, params.to(dev), sdf, T, iterations)
     steps = [s.to(src) for s in steps]
     return RefineResult(steps[-1] if steps else params, steps)
 
 
 def load_refinenet(path: str | Path | None, device: str | torch.device = "cpu") -> tuple[RefineNet, dict]:
-    """A trained refinement network from a run folder or model.pt of `hoitool train refinenet`,
-    and the model file's other contents (config, perturbation, data, hand). A model of another
+    """A trained refinement network from a run folder or model.pt of `hoitool train refinenet` (None:
+    the shipped default), and the model file's other contents (config, perturbation, data, hand). A model of another
     kind is refused."""
     from hoitool.utils.modelfile import read_model
 
-    if path is None:
-        raise InputError("no default refinenet model ships yet: pass a run folder of hoitool train refinenet or its model.pt")
     d = read_model(path, "refinenet")
     try:
         net = RefineNet(RefineConfig(**d["config"]), d["state_dict"]["vertex_ids"])
         net.load_state_dict(d["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise InputError(f"{d['path']} is not a readable refinenet model ({type(e).__name__}): retrain it with hoitool train refinenet") from None
+    net.hand_sha, net.hand_source = d.get("hand_sha"), d.get("hand")
     return net.to(device).eval(), d

@@ -356,7 +356,7 @@ class GHOPTask:
         return {"unet": asdict(self.model_cfg), "schedule": asdict(self.opts.schedule), "vqvae": self.vqvae_state,
                 "normaliser": self.norm.state(), "text_encoder": self.opts.text_encoder,
                 "text_embeddings": self.embeddings, "categories": self.categories,
-                **data_config(self.data_roots, self.weights), "hand": self.hand.source}
+                **data_config(self.data_roots, self.weights), "hand": self.hand.source, "hand_sha": self.hand_sha}
 
 
 @dataclass

@@ -11,11 +11,11 @@ from hoitool.assets import asset_dir
 from hoitool.errors import HoiError, InputError
 
 DEFAULTS = {"vqvae": "ghop_vqvae.pt", "ghop": "ghop_prior.pt", "twohands": "twohands.pt", "twohands_features": "twohands_features.pt",
-            "hoidiff": "hoidiff.pt"}
+            "hoidiff": "hoidiff.pt", "refinenet": "refinenet.pt"}
 #: How to make each default when it is missing.
 MAKERS = {"vqvae": "scripts/train_default_prior.py", "ghop": "scripts/train_default_prior.py",
           "twohands": "scripts/train_default_twohands.py", "twohands_features": "scripts/train_default_twohands.py",
-          "hoidiff": "scripts/train_default_hoidiff.py"}
+          "hoidiff": "scripts/train_default_hoidiff.py", "refinenet": "scripts/train_default_refinenet.py"}
 
 
 def default_model_path(kind: str) -> Path:
@@ -42,7 +42,8 @@ def read_model(path: str | Path | None, kind: str) -> dict:
     if path is None:
         p = default_model_path(kind)
         if not p.exists():
-            raise HoiError(f"no default {kind} model at {p}: train one ({MAKERS[kind]}) or pass --model RUN")
+            flag = "--refinenet" if kind == "refinenet" else "--model"
+            raise HoiError(f"no default {kind} model at {p}: train one ({MAKERS[kind]}) or pass {flag} RUN")
         d = _load(p)
     else:
         p = Path(path)
