@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: setup setup-detect test test-fast bench bench-prior bench-grasp bench-video bench-reconstruct bench-shape bench-masks bench-memory bench-twohands bench-render bench-hoidiff bench-refinenet hand clean
+.PHONY: setup setup-detect test test-fast bench bench-prior bench-grasp bench-video bench-reconstruct bench-cao bench-shape bench-masks bench-memory bench-twohands bench-render bench-hoidiff bench-refinenet hand clean
 
 setup:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -122,9 +122,15 @@ bench-reconstruct:
 	test -f bench_results/heldout/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 224 --seed 1 --out bench_results/heldout --no-preview
 	$(BIN)/python scripts/bench_reconstruct.py --heldout bench_results/heldout --images 50 --cao-every 5 --out bench_results/bench_reconstruct.json
 
+# The Cao path with and without the refinement network (its "joint" and "refinenet" stages) on 16 images.
+bench-cao:
+	test -f bench_results/heldout/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 224 --seed 1 --out bench_results/heldout --no-preview
+	$(BIN)/python scripts/bench_reconstruct.py --heldout bench_results/heldout --images 16 --runs template/cao --out bench_results/bench_cao_refinenet.json
+
 # The object shape of `reconstruct --category`: the library template vs shapes drawn from the G-HOP prior for the
-# fitted hand (--shape prior, 8 samples x 50 DDIM steps), easyhoi, 2 rendered held-out grasps per category: object
-# F-score at 5 / 10 mm, Chamfer after alignment, intersection, contact, seconds per image. Not part of `make bench`.
+# fitted hand (--shape prior at its defaults, 8 samples x 50 DDIM steps), easyhoi, two rendered held-out grasps per
+# category: object F-score at 5 / 10 mm, Chamfer after alignment, intersection, contact, seconds per image (about
+# 30 min). Not part of `make bench`.
 bench-shape:
 	test -f bench_results/heldout/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 224 --seed 1 --out bench_results/heldout --no-preview
 	$(BIN)/python scripts/bench_shape_prior.py --heldout bench_results/heldout --images-per-category 2 --shape-samples 8 --shape-steps 50 --out bench_results/bench_shape_prior.json
