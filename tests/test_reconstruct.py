@@ -116,22 +116,22 @@ def test_reconstruct_category_and_cao(tmp_path, scene):
     assert r.exit_code == 0, r.output
     p = json.loads((tmp_path / "cat" / "params.json").read_text())
     assert p["template"] == "category can" and set(p["stages"]) == {"pose", "contact", "refine"}
+    r = runner.invoke(app, _args(d, view, tmp_path / "cao0", "--object-mesh", str(d / "can.obj"), "--method", "cao"),
+                      catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    p = json.loads((tmp_path / "cao0" / "params.json").read_text())
+    assert list(p["stages"]) == ["pose", "joint"] and p["method"] == "cao" and p["refinenet"] is None
+    # the shipped refinement network, asked for, follows the joint optimisation as a stage of its own
     r = runner.invoke(app, _args(d, view, tmp_path / "cao", "--object-mesh", str(d / "can.obj"), "--method", "cao",
-                                 "--save-stages"), catch_exceptions=False)
+                                 "--refinenet", "default", "--save-stages"), catch_exceptions=False)
     assert r.exit_code == 0, r.output
     p = json.loads((tmp_path / "cao" / "params.json").read_text())
-    # the shipped refinement network follows the joint optimisation, as a stage of its own
-    assert list(p["stages"]) == ["pose", "joint", "refinenet"] and p["method"] == "cao"
+    assert list(p["stages"]) == ["pose", "joint", "refinenet"]
     assert p["refinenet"].endswith("refinenet.pt")
     joint = json.loads((tmp_path / "cao" / "stages" / "1_joint" / "params.json").read_text())
     final = json.loads((tmp_path / "cao" / "stages" / "2_refinenet" / "params.json").read_text())
     assert final["object"] == joint["object"] and final["hand"]["scale"] == joint["hand"]["scale"]  # only the hand's pose moves
     assert final["hand"]["hand_pose"] != joint["hand"]["hand_pose"]
-    r = runner.invoke(app, _args(d, view, tmp_path / "cao0", "--object-mesh", str(d / "can.obj"), "--method", "cao",
-                                 "--refinenet", "none"), catch_exceptions=False)
-    assert r.exit_code == 0, r.output
-    p = json.loads((tmp_path / "cao0" / "params.json").read_text())
-    assert list(p["stages"]) == ["pose", "joint"] and p["refinenet"] is None
 
 
 def test_reconstruct_refuses_a_refinenet_of_another_kind(tmp_path, scene):

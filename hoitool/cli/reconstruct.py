@@ -56,9 +56,9 @@ def reconstruct(
     rotations: int = typer.Option(1000, "--rotations", min=1, help="Image: object rotations scored in the pose search."),
     top_k: int = typer.Option(3, "--top-k", min=1, help="Image: object pose hypotheses refined; the best is kept."),
     refine_steps: int = typer.Option(150, "--refine-steps", min=0, help="Image: refinement (or joint optimisation) iterations."),
-    refinenet: str = typer.Option("auto", "--refinenet", help="Image: Cao et al.'s refinement network after the last stage: auto "
-                                                              "(the shipped one with --method cao, none with easyhoi), default, none, "
-                                                              "or a run folder / model.pt of hoitool train refinenet."),
+    refinenet: str = typer.Option("none", "--refinenet", help="Image: Cao et al.'s refinement network (their step 4) after the last "
+                                                              "stage: default (the shipped one), or a run folder / model.pt of hoitool "
+                                                              "train refinenet. Fewer intersections, less accurate hands (README)."),
     frames: Optional[str] = typer.Option(None, "--frames", help="Clip: the frames to use, A:B:STEP (0-based, B excluded), e.g. 0:64:2."),
     no_prior: bool = typer.Option(False, "--no-prior", help="Clip / --two-hands: no score distillation from the prior (the ablation)."),
     prior_model: Optional[Path] = typer.Option(None, "--model", help="Clip or --shape prior: G-HOP prior; --two-hands: two-hand model "
@@ -97,7 +97,7 @@ def reconstruct(
                       "--side": None if side == "right" else side, "--method": None if method == "easyhoi" else method,
                       "--scale": None if scale == 1.0 else scale, "--rotations": None if rotations == 1000 else rotations,
                       "--top-k": None if top_k == 3 else top_k, "--refine-steps": None if refine_steps == 150 else refine_steps,
-                      "--refinenet": None if refinenet == "auto" else refinenet, "--max-side": None if max_side == 960 else max_side,
+                      "--refinenet": None if refinenet == "none" else refinenet, "--max-side": None if max_side == 960 else max_side,
                       "--video-format": None if video_format == "mp4" else video_format,
                       "--shape": None if shape == "template" else shape,
                       "--shape-samples": shape_samples, "--shape-steps": shape_steps}
@@ -122,7 +122,7 @@ def reconstruct(
                 raise InputError("--shape prior applies to a photo; a clip's object shape is already guided by the prior")
             if hand_box is not None:
                 raise InputError("--hand-box applies to a photo; in a clip the hand's SAM boxes come from its keypoints")
-            if refinenet != "auto":
+            if refinenet != "none":
                 raise InputError("--refinenet applies to a photo; a clip's hands are refined by the prior")
             return reconstruct_clip_cmd(image, out=out, object_mesh=object_mesh, category=category, hand_masks=hand_mask,
                                         object_masks=object_mask, keypoints=keypoints, detect=detect, sam_checkpoint=sam_checkpoint,
@@ -140,7 +140,7 @@ def reconstruct(
                              "(a template from hoitool's object library), not both")
         if focal is not None and not (np.isfinite(focal) and focal > 0):
             raise InputError(f"--focal must be a positive number of pixels, got {focal}")
-        net = load_image_refinenet(refinenet, method, side, resolve_device(device))  # a bad model is refused before the detector
+        net = load_image_refinenet(refinenet, resolve_device(device))  # a bad model is refused before the detector
         prior = None
         if shape == "prior":
             if category is None:
@@ -248,17 +248,17 @@ def reconstruct(
                                     "hand_box": None if hbox is None else [float(v) for v in hbox]})
 
 
-def load_image_refinenet(choice: str, method: str, side: str, device) -> tuple | None:
-    """The refinement network `--refinenet` names for a photo: auto (the shipped default with
-    --method cao, none with easyhoi), default, none, or a run folder / model.pt; with the model
-    file's info. A model of another kind, or trained with another hand model, is refused."""
-    if choice == "none" or (choice == "auto" and method != "cao"):
+def load_image_refinenet(choice: str, device) -> tuple | None:
+    """The refinement network `--refinenet` names for a photo: none, default (the shipped one),
+    or a run folder / model.pt; with the model file's info. A model of another kind, or trained
+    with another hand model, is refused."""
+    if choice == "none":
         return None
     from hoitool.hand.model import HandModel
     from hoitool.refine.model import load_refinenet
     from hoitool.refine.scene import check_refinenet_hand
 
-    net, info = load_refinenet(None if choice in ("auto", "default") else Path(choice), device)
+    net, info = load_refinenet(None if choice == "default" else Path(choice), device)
     check_refinenet_hand(info, HandModel("right"))
     return net, info
 

@@ -22,8 +22,8 @@ Stages (each kept in `ReconResult.stages`):
    plus the keypoint reprojection) for all top-k hypotheses at once; the best is kept.
    With method "cao" this stage is instead Cao et al.'s joint optimisation of hand and
    object (both masks, ordinal depth, interaction, penetration).
-5. `refinenet` (when a refinement network is given; `reconstruct --method cao` gives the
-   shipped one): Cao et al.'s step 4, the network's pose updates of the kept hypothesis's hand
+5. `refinenet` (when a refinement network is given: `reconstruct --refinenet default|RUN`):
+   Cao et al.'s step 4, the network's pose updates of the kept hypothesis's hand
    from the object's SDF (hoitool.refine.scene); the object and the hand's scale stay. Its
    `loss` is the previous stage's.
 """
