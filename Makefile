@@ -120,7 +120,7 @@ bench-video:
 
 bench-reconstruct:
 	test -f bench_results/heldout/index.jsonl || $(BIN)/hoitool prepare-data --synthetic 224 --seed 1 --out bench_results/heldout --no-preview
-	$(BIN)/python scripts/bench_reconstruct.py --heldout bench_results/heldout --images 50 --cao-every 5 --out bench_results/bench_reconstruct.json
+	$(BIN)/python scripts/bench_reconstruct.py --heldout bench_results/heldout --images 50 --cao-every 5 --refinenet none --out bench_results/bench_reconstruct.json
 
 # The Cao path with and without the refinement network (its "joint" and "refinenet" stages) on 16 images.
 bench-cao:

@@ -5,7 +5,9 @@ rendered from random cameras (pyrender, 320 px, field of view 35-60 degrees, the
 passed as --focal would be); keypoints are the projected truth plus Gaussian noise; masks
 are the rendered visible masks. Each image is reconstructed with the true mesh as template
 (easyhoi and cao) and with the category's library template (easyhoi), and every stage is
-scored (cao's "joint" is the Cao path without the refinement network, its "refinenet" with it):
+scored (cao's "joint" is the Cao path without the refinement network, its "refinenet" with it: the
+shipped network runs after cao's joint stage unless --refinenet none, while `reconstruct` runs it
+only when asked):
 - object: Chamfer distance (mm) and F-score at 5 / 10 mm in the camera frame, and F-score
   after EasyHOI's translation + scale ICP (shape alone);
 - hand: MPJPE (mm) root-relative and absolute (camera frame);
@@ -13,8 +15,8 @@ scored (cao's "joint" is the Cao path without the refinement network, its "refin
 also CD_h (cm^2) and AUC in the JSON rows. The figures are those of `hoitool evaluate
 reconstruction` (`hoitool.metrics.recon_scene.evaluate_scenes`), renamed.
 
-    python scripts/bench_reconstruct.py --heldout bench_results/heldout --images 50 --cao-every 5 --out bench_results/bench_reconstruct.json
-    python scripts/bench_reconstruct.py --heldout bench_results/heldout --images 20 --runs template/cao --out bench_results/bench_cao_refinenet.json
+    python scripts/bench_reconstruct.py --heldout bench_results/heldout --images 50 --cao-every 5 --refinenet none --out bench_results/bench_reconstruct.json
+    python scripts/bench_reconstruct.py --heldout bench_results/heldout --images 16 --runs template/cao --out bench_results/bench_cao_refinenet.json
 """
 
 from __future__ import annotations
