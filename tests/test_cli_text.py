@@ -59,3 +59,30 @@ def test_dry_run_yaml_keeps_brackets_in_paths(tmp_path):
                       terminal_width=400)
     assert r.exit_code == 0, r.output
     assert f"data: {data}" in r.output
+
+
+def test_every_help_text_keeps_its_brackets():
+    """Typer renders help as Rich markup: `hoitool[ray]`, `[u, v, c]` or `[default: 8]` written
+    plainly vanish. Every bracketed part of every command's help must reach the terminal."""
+    import re
+
+    def walk(c, path):
+        if hasattr(c, "commands"):
+            for name, sub in c.commands.items():
+                yield from walk(sub, path + [name])
+        else:
+            yield path, c
+
+    flat = lambda t: re.sub(r"[\s│╭╮╰╯─]", "", t)  # noqa: E731 - wrapping and panel borders
+    checked = 0
+    for path, cmd in walk(typer.main.get_command(app), []):
+        texts = [cmd.help or ""] + [getattr(p, "help", None) or "" for p in cmd.params]
+        parts = [m for t in texts for m in re.findall(r"\[[^\[\]]*\]", t.replace("\\[", "["))]
+        if not parts:
+            continue
+        r = runner.invoke(app, [*path, "--help"])
+        assert r.exit_code == 0, r.output
+        for part in parts:
+            assert flat(part) in flat(r.output), (path, part)
+            checked += 1
+    assert checked >= 3  # hoitool[ray], the two-hand keypoint format, train ghop's grid layout

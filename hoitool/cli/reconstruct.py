@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from hoitool.cli.common import progress_bar, setup_logging, summary, user_errors
 
@@ -29,15 +30,15 @@ def reconstruct(
                                                           "template, or drawn from the G-HOP prior (--model) for the fitted hand, "
                                                           "the best of --shape-samples by object mask IoU."),
     shape_samples: Optional[int] = typer.Option(None, "--shape-samples", min=1, help="Image, --shape prior: object shapes drawn from the "
-                                                                                      "prior [default: 8]."),
+                                                                                      "prior (default 8)."),
     shape_steps: Optional[int] = typer.Option(None, "--shape-steps", min=1, help="Image, --shape prior: DDIM steps per drawn shape "
-                                                                                  "[default: 50]."),
+                                                                                  "(default 50)."),
     hand_mask: Optional[Path] = typer.Option(None, "--hand-mask", "--hand-masks",
                                              help="Mask of the visible hand (white = hand), the image's size; for a clip, a folder "
                                                   "with one mask per frame (matched by file stem or frame number)."),
     object_mask: Optional[Path] = typer.Option(None, "--object-mask", "--object-masks", help="Mask(s) of the visible object, as --hand-mask."),
-    keypoints: Optional[Path] = typer.Option(None, "--keypoints", "-k", help=KEYPOINT_HELP + " For a clip: " + CLIP_KEYPOINT_HELP
-                                             + " With --two-hands: " + TWO_HAND_KEYPOINT_HELP),
+    keypoints: Optional[Path] = typer.Option(None, "--keypoints", "-k", help=escape(KEYPOINT_HELP + " For a clip: " + CLIP_KEYPOINT_HELP
+                                                    + " With --two-hands: " + TWO_HAND_KEYPOINT_HELP)),
     two_hands: bool = typer.Option(False, "--two-hands", help="Reconstruct both hands (no object) from one image's keypoints of both "
                                                               "hands (--keypoints), with the two-hand diffusion prior as a regulariser."),
     detect: bool = typer.Option(False, "--detect", help="Detect the 2D hand keypoints with the offline MediaPipe detector (`make setup-detect`)."),

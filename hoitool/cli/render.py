@@ -21,7 +21,7 @@ def render(
     plain_look: bool = typer.Option(False, "--plain", help="White background and fixed colours instead of random looks."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Render only the first this many grasps of SOURCE."),
     workers: int = typer.Option(max(1, min(os.cpu_count() or 1, 8)), "--workers", "-j", min=1, help="Parallel worker processes."),
-    ray: Optional[str] = typer.Option(None, "--ray", help="Run trajectories as tasks on a Ray cluster: its address (host:port, ray://..., auto) or 'local' (needs hoitool[ray])."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Run trajectories as tasks on a Ray cluster: its address (host:port, ray://..., auto) or 'local' (needs hoitool\\[ray])."),
     mano_dir: Optional[Path] = typer.Option(None, "--mano-dir", help="Folder with MANO_RIGHT.pkl / MANO_LEFT.pkl (default: the open hand)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved options and exit (nothing is planned or written)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),

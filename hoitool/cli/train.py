@@ -103,7 +103,7 @@ def _train_config(out, steps, batch_size, lr, device, resume, seed, checkpoint_e
 @app.command("vqvae")
 def train_vqvae(
     data: list[Path] = typer.Option(..., "--data", help="Prepared folder (hoitool prepare-data); repeat to train on several (real and synthetic) at once."),
-    data_weights: Optional[str] = typer.Option(None, "--data-weights", help="Share of samples drawn from each --data folder, comma-separated (e.g. 1,1 = half each) [default: in proportion to their sizes]."),
+    data_weights: Optional[str] = typer.Option(None, "--data-weights", help="Share of samples drawn from each --data folder, comma-separated (e.g. 1,1 = half each) (default in proportion to their sizes)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
     steps: int = typer.Option(800, "--steps", min=1, help="Optimiser steps in all."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Global batch (split over torchrun processes)."),
@@ -146,7 +146,7 @@ def train_vqvae(
 @app.command("ghop")
 def train_ghop(
     data: list[Path] = typer.Option(..., "--data", help="Prepared folder (hoitool prepare-data); repeat to train on several (real and synthetic) at once."),
-    data_weights: Optional[str] = typer.Option(None, "--data-weights", help="Share of samples drawn from each --data folder, comma-separated (e.g. 1,1 = half each) [default: in proportion to their sizes]."),
+    data_weights: Optional[str] = typer.Option(None, "--data-weights", help="Share of samples drawn from each --data folder, comma-separated (e.g. 1,1 = half each) (default in proportion to their sizes)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
     vqvae: Optional[Path] = typer.Option(None, "--vqvae", help="VQ-VAE run folder or model.pt (default: the shipped one)."),
     steps: int = typer.Option(1000, "--steps", min=1, help="Optimiser steps in all."),
