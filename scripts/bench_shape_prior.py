@@ -7,9 +7,9 @@ The images are those of scripts/bench_reconstruct.py: grasps of the held-out syn
 cameras (320 px, the true focal given, keypoints the projected truth plus 2 px noise, the rendered
 visible masks). Per category, the first `--images-per-category` grasps (distinct objects first);
 each image is reconstructed both ways from the same view, as the CLI does: the prior path draws
-`--shape-samples` shapes with `--shape-steps` DDIM steps, keeps the best by object mask IoU and
-starts the object pose search from where the prior placed it (`init_pose`) besides the random
-rotations. Scored with `hoitool evaluate reconstruction`'s figures
+`--shape-samples` shapes with `--shape-steps` DDIM steps, keeps the `--shape-keep` best by object
+mask IoU, runs each through the stages from where the prior placed it (`init_pose`, besides the
+random rotations) and keeps the best result (`reconstruct_with_shapes`). Scored with `hoitool evaluate reconstruction`'s figures
 (`hoitool.metrics.recon_scene.evaluate_scenes`, as bench_reconstruct.py): object F-score at 5 / 10 mm
 where it was placed (camera frame) and after EasyHOI's translation + scale ICP, Chamfer (mm) after
 that alignment, intersection volume (cm^3), contact; and seconds per image (the prior's include
@@ -37,7 +37,8 @@ from hoitool.geometry.mesh import load_mesh
 from hoitool.hand.model import HandModel
 from hoitool.metrics.recon_scene import EvalConfig, ReconScene, evaluate_scenes
 from hoitool.pipelines.evaluate_recon import scene_from_hand, scene_from_image_state
-from hoitool.pipelines.image_recon import ReconstructConfig, SceneState, prior_object_shapes, reconstruct_image
+from hoitool.pipelines.image_recon import (ReconstructConfig, SceneState, prior_object_shapes, reconstruct_image,
+                                           reconstruct_with_shapes)
 from hoitool.prior.shape import ShapeConfig, check_shape_prior, prior_category
 
 SHAPES = ("template", "prior")
@@ -77,6 +78,7 @@ def main() -> None:
     ap.add_argument("--categories", type=str, default=None, help="Comma-separated categories (default: all the prior knows).")
     ap.add_argument("--shape-samples", type=int, default=8, help="Shapes drawn from the prior per image (reconstruct's default).")
     ap.add_argument("--shape-steps", type=int, default=50, help="DDIM steps per drawn shape (reconstruct's default).")
+    ap.add_argument("--shape-keep", type=int, default=1, help="Best shapes by mask IoU run through the stages, the best result kept.")
     ap.add_argument("--model", type=Path, default=None, help="G-HOP prior (default: the shipped one).")
     ap.add_argument("--noise-px", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=0)
@@ -134,14 +136,14 @@ def run_prior(view, prior, category: str, cfg: ReconstructConfig, hand: HandMode
     mask IoU, its placement a start of the pose search; the shape as drawn ("drawn") and every stage scored."""
     t = time.time()
     drawn = prior_object_shapes(view.inputs, view.camera, prior, prior_category(prior, category),
-                                ShapeConfig(samples=args.shape_samples, steps=args.shape_steps, seed=cfg.seed), cfg, hand)
+                                ShapeConfig(samples=args.shape_samples, steps=args.shape_steps, seed=cfg.seed), cfg, hand,
+                                keep=args.shape_keep)
     t_draw = time.time() - t
-    obj = drawn.meshes[0]
-    res = reconstruct_image(view.inputs, obj, view.camera, cfg, template=False, hand=hand, hand_params=drawn.hand_params,
-                            init_pose=drawn.init_pose)
+    res, best, _ = reconstruct_with_shapes(view.inputs, drawn, view.camera, cfg, hand)
+    obj = drawn.meshes[best]
     times["prior"].append(time.time() - t)
     times["prior_drawing"].append(t_draw)
-    extra = {"chosen_sample": drawn.index[0], "mask_iou_drawn": float(drawn.iou[drawn.index[0]])}
+    extra = {"chosen_sample": drawn.index[best], "mask_iou_drawn": float(drawn.iou[drawn.index[best]])}
     R, tr, s = drawn.init_pose
     rows = [{**base, "shape": "prior", "stage": "drawn", **extra, **score(hand, truth, obj, SceneState(drawn.hand_params, 1.0, R, tr, s))}]
     return rows + [{**base, "shape": "prior", "stage": stage, **extra, **score(hand, truth, obj, st)} for stage, st in res.stages.items()]

@@ -130,15 +130,16 @@ def _args(d, view, out, *extra):
 def test_cli_prior_shape_end_to_end(tmp_path, scene):
     d, view = scene
     out = tmp_path / "out"
-    r = runner.invoke(app, _args(d, view, out, "--category", "can", "--shape", "prior", "--shape-samples", "2",
-                                 "--shape-steps", "5"), catch_exceptions=False)
+    r = runner.invoke(app, _args(d, view, out, "--category", "can", "--shape", "prior", "--shape-samples", "3",
+                                 "--shape-steps", "5", "--shape-keep", "2"), catch_exceptions=False)
     assert r.exit_code == 0, r.output
     for f in ("hand.obj", "object.obj", "params.json", "config.yaml"):
         assert (out / f).is_file(), f
     p = json.loads((out / "params.json").read_text())
     s = p["shape"]
-    assert s["source"] == "prior" and s["samples"] == 2 and s["ddim_steps"] == 5 and len(s["mask_iou"]) == 2
-    assert s["mask_iou"][s["chosen_sample"]] == max(s["mask_iou"])
+    assert s["source"] == "prior" and s["samples"] == 3 and s["ddim_steps"] == 5 and len(s["mask_iou"]) == 3
+    assert s["kept"] == np.argsort(-np.array(s["mask_iou"]), kind="stable")[:2].tolist()  # the 2 best by IoU, best first
+    assert s["chosen_sample"] == s["kept"][int(np.argmin(s["kept_scores"]))]
     assert "placement" in s["pose_search_start"]  # the prior's placement was a start of the pose search
     assert p["template"] == "category can" and set(p["stages"]) == {"pose", "contact", "refine"}
 
@@ -221,6 +222,30 @@ def test_initial_pose_is_among_the_hypotheses(can_view, right_hand):
     assert nudged.metrics["object_iou"] > 0.85 and err(nudged) < 0.025
 
 
+def test_the_best_of_several_shapes_is_kept(can_view, right_hand):
+    """--shape-keep: each shape runs through the stages from where it was placed; the can itself
+    beats a box and a ball of the can's size at the same place (the can wins whatever its order)."""
+    import trimesh
+
+    from hoitool.pipelines.image_recon import PriorShapes, ReconstructConfig, final_score, reconstruct_with_shapes
+
+    mesh, view = can_view
+    can = trimesh.Trimesh(view.object_vertices, mesh.faces)  # camera frame, as placed prior shapes are
+    size = can.extents
+    centre = can.bounds.mean(0)
+    box = trimesh.creation.box(extents=size * np.array([1.6, 0.5, 1.6]))
+    ball = trimesh.creation.icosphere(subdivisions=3, radius=float(size.min()) * 0.35)
+    for m in (box, ball):
+        m.apply_translation(centre)
+    cfg = ReconstructConfig(rotations=1, candidates=1, top_k=1, pose_steps=10, hand_steps=5, icp_iters=2, refine_steps=5, seed=1)
+    for order in ([box, can, ball], [can, ball, box]):
+        shapes = PriorShapes(order, [0, 1, 2], np.zeros(3), view.hand, "can")
+        res, best, scores = reconstruct_with_shapes(view.inputs, shapes, view.camera, cfg, right_hand)
+        assert order[best] is can, scores
+        assert len(scores) == 3 and scores[best] == min(scores) == final_score(res.final, cfg)
+        assert res.mesh is can
+
+
 def test_prior_shapes_init_pose_is_where_they_were_placed():
     from hoitool.pipelines.image_recon import PriorShapes
 
@@ -256,7 +281,8 @@ def test_cli_prior_shape_refuses_another_hand_model(tmp_path, scene, fake_mano, 
 
 def test_cli_shape_options_need_shape_prior(tmp_path):
     img = tmp_path / "image.png"
-    for extra in (["--shape-samples", "8"], ["--shape-steps", "10", "--shape", "template"], ["--shape-samples", "2", "--shape-steps", "5"]):
+    for extra in (["--shape-samples", "8"], ["--shape-steps", "10", "--shape", "template"], ["--shape-samples", "2", "--shape-steps", "5"],
+                  ["--shape-keep", "2"]):
         r = runner.invoke(app, ["reconstruct", str(img), "--category", "mug", "--out", str(tmp_path / "o"), *extra])
         assert r.exit_code == 2, r.output
         assert "--shape prior" in r.output and extra[0] in r.output and len(r.output.strip().splitlines()) == 1

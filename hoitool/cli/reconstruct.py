@@ -33,6 +33,8 @@ def reconstruct(
                                                                                       "prior (default 8)."),
     shape_steps: Optional[int] = typer.Option(None, "--shape-steps", min=1, help="Image, --shape prior: DDIM steps per drawn shape "
                                                                                   "(default 50)."),
+    shape_keep: Optional[int] = typer.Option(None, "--shape-keep", min=1, help="Image, --shape prior: run the stages for this many of the "
+                                                                                "best-matching shapes and keep the best result (default 1)."),
     hand_mask: Optional[Path] = typer.Option(None, "--hand-mask", "--hand-masks",
                                              help="Mask of the visible hand (white = hand), the image's size; for a clip, a folder "
                                                   "with one mask per frame (matched by file stem or frame number)."),
@@ -101,7 +103,7 @@ def reconstruct(
                       "--refinenet": None if refinenet == "none" else refinenet, "--max-side": None if max_side == 960 else max_side,
                       "--video-format": None if video_format == "mp4" else video_format,
                       "--shape": None if shape == "template" else shape,
-                      "--shape-samples": shape_samples, "--shape-steps": shape_steps}
+                      "--shape-samples": shape_samples, "--shape-steps": shape_steps, "--shape-keep": shape_keep}
             given = [k for k, v in unused.items() if v is not None]
             if given:
                 one = len(given) == 1
@@ -114,7 +116,8 @@ def reconstruct(
         if shape not in ("template", "prior"):
             raise InputError(f"--shape must be template or prior, got {shape!r}")
         if shape != "prior":  # they would be ignored
-            given = [k for k, v in (("--shape-samples", shape_samples), ("--shape-steps", shape_steps)) if v is not None]
+            given = [k for k, v in (("--shape-samples", shape_samples), ("--shape-steps", shape_steps), ("--shape-keep", shape_keep))
+                     if v is not None]
             if given:
                 raise InputError(f"{' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --shape prior (a photo with "
                                  f"--category): add --shape prior, or leave {'it' if len(given) == 1 else 'them'} out")
@@ -242,7 +245,8 @@ def reconstruct(
                            cfg=ReconstructConfig(method=method, side=side, rotations=rotations, top_k=top_k,
                                                  refine_steps=refine_steps, seed=seed, device=str(resolve_device(device))),
                            source=str(image), sources=sources, hand_params=hand_params,
-                           prior=prior, shape_samples=shape_samples or 8, shape_steps=shape_steps or 50, refinenet=net,
+                           prior=prior, shape_samples=shape_samples or 8, shape_steps=shape_steps or 50, shape_keep=shape_keep or 1,
+                           refinenet=net,
                            object_box=obox if sources["object_mask"] != "given" else None,  # a box not used is not shown
                            files={"keypoints": keypoints, "hand_mask": hand_mask, "object_mask": object_mask},
                            prompts={"object_points": [[float(v) for v in p] for p in opoints] if opoints else None,
@@ -267,14 +271,15 @@ def load_image_refinenet(choice: str, device) -> tuple | None:
 def run_reconstruction(img, hand_mask, object_mask, uv, conf, out: Path, *, object_mesh, category, scale, focal, save_stages,
                        cfg, source: str, sources: dict | None = None, hand_params=None, object_box=None,
                        files: dict | None = None, prompts: dict | None = None, prior=None, shape_samples: int = 8,
-                       shape_steps: int = 50, refinenet=None) -> None:
+                       shape_steps: int = 50, shape_keep: int = 1, refinenet=None) -> None:
     """Load the object, run the pipeline with a progress bar, write the outputs atomically.
 
     sources: where each input came from (keypoints detected/given; hand and object masks
     given/sam/derived-grabcut; focal given/default), recorded in params.json and the closing panel;
     hand_params: the hand already fitted to the keypoints (for the GrabCut masks), reused as stage 1;
-    prior: draw the object's shape for `category` from this G-HOP prior (the best of `shape_samples`
-    by object mask IoU, for the hand of stage 1) instead of the category's library template;
+    prior: draw the object's shape for `category` from this G-HOP prior (the `shape_keep` best of
+    `shape_samples` by object mask IoU, for the hand of stage 1, each run through the stages, the
+    best result kept) instead of the category's library template;
     refinenet: (network, model file info) of load_image_refinenet, applied after the last stage."""
     import time
 
@@ -299,7 +304,6 @@ def run_reconstruction(img, hand_mask, object_mask, uv, conf, out: Path, *, obje
     hand = HandModel(cfg.side)
     t0 = time.time()
     shape_info = {"source": "template"}
-    init_pose = None
     if object_mesh is not None:
         mesh, _ = load_mesh(object_mesh, scale=scale)
         template, name = True, str(object_mesh)
@@ -310,24 +314,34 @@ def run_reconstruction(img, hand_mask, object_mask, uv, conf, out: Path, *, obje
 
         shape_cfg = ShapeConfig(samples=shape_samples, steps=shape_steps, seed=cfg.seed)
         with progress_bar(f"drawing {shape_samples} {category} shapes from the prior") as bar:
-            drawn = prior_object_shapes(inputs, camera, prior, category, shape_cfg, cfg, hand, hand_params, progress=bar)
-        mesh, name, template, hand_params = drawn.meshes[0], category, False, drawn.hand_params
-        init_pose = drawn.init_pose  # the prior's placement is a pose hypothesis of its own
+            drawn = prior_object_shapes(inputs, camera, prior, category, shape_cfg, cfg, hand, hand_params, keep=shape_keep,
+                                        progress=bar)
+        name, template, hand_params = category, False, drawn.hand_params
         shape_info = {"source": "prior", "prior": str(getattr(prior, "source", "")), "samples": shape_samples,
-                      "ddim_steps": shape_steps, "guidance": shape_cfg.guidance, "chosen_sample": drawn.index[0],
-                      "mask_iou": [round(float(v), 4) for v in drawn.iou], "seconds": round(time.time() - t0, 2),
+                      "ddim_steps": shape_steps, "guidance": shape_cfg.guidance, "kept": drawn.index,
+                      "mask_iou": [round(float(v), 4) for v in drawn.iou], "drawing_seconds": round(time.time() - t0, 2),
                       "pose_search_start": "the prior's placement, besides the random rotations"}
     else:
         mesh, name = category_template(category)
         template = False
     with progress_bar("reconstructing") as bar:
         order = {"hand": 0, "object": 1, "contact": 2, "refine": 3, "refinenet": 4}
+        per = 400 + 100 * (refinenet is not None)
 
-        def tick(stage, done, total):
-            bar(order[stage] * 100 + int(100 * done / max(total, 1)), 400 + 100 * (refinenet is not None))
+        def tick(stage, done, total, shape=0, shapes=1):
+            bar(shape * per + order[stage] * 100 + int(100 * done / max(total, 1)), per * shapes)
 
-        result = reconstruct_image(inputs, mesh, camera, cfg, template=template, hand=hand, progress=tick, hand_params=hand_params,
-                                   refinenet=refinenet[0] if refinenet else None, init_pose=init_pose)
+        if prior is not None:  # each kept shape through the stages, from the prior's placement; the best result wins
+            from hoitool.pipelines.image_recon import reconstruct_with_shapes
+
+            result, best, scores = reconstruct_with_shapes(
+                inputs, drawn, camera, cfg, hand, refinenet[0] if refinenet else None,
+                progress=lambda i, *a: tick(*a, shape=i, shapes=len(drawn.meshes)))
+            mesh = drawn.meshes[best]
+            shape_info.update({"chosen_sample": drawn.index[best], "kept_scores": [round(v, 4) for v in scores]})
+        else:
+            result = reconstruct_image(inputs, mesh, camera, cfg, template=template, hand=hand, progress=tick, hand_params=hand_params,
+                                       refinenet=refinenet[0] if refinenet else None)
     final = result.final
     if not all(np.isfinite(v) for v in final.metrics.values()):
         raise InputError("the reconstruction diverged (NaN): check that the masks and keypoints belong to this image")

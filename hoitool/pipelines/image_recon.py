@@ -755,3 +755,32 @@ def prior_object_shapes(inputs: ImageInputs, camera: Camera, prior, category: st
         raise InputError(f"none of the {len(placed)} {category} shapes drawn from the prior has a surface (their grids have "
                          "no zero crossing): draw more with --shape-samples (or another --seed), or use --shape template")
     return PriorShapes([placed[i] for i in order], order, iou, hand_params.to("cpu"), category)
+
+
+def final_score(state: SceneState, cfg: ReconstructConfig) -> float:
+    """A reconstruction's score for choosing among object shapes (lower is better): the last
+    optimisation's loss, plus w_object_mask x (1 - the object's mask IoU) with "easyhoi", whose
+    refinement keeps the object fixed (as rank_hypotheses orders the poses of one shape)."""
+    m = state.metrics
+    score = float(m["loss"])
+    if cfg.method == "easyhoi":
+        score += cfg.w_object_mask * (1.0 - float(m["object_iou"]))
+    return score
+
+
+def reconstruct_with_shapes(inputs: ImageInputs, shapes: PriorShapes, camera: Camera, cfg: ReconstructConfig | None = None,
+                            hand: HandModel | None = None, refinenet=None,
+                            progress: Callable[[int, str, int, int], None] | None = None) -> tuple[ReconResult, int, list[float]]:
+    """Run the stages once per kept prior shape (each from the prior's placement and the same
+    fitted hand) and keep the best by `final_score`. Returns (result, its index in
+    `shapes.meshes`, every shape's score). progress: callback(shape index, stage, done, total)."""
+    cfg = cfg or ReconstructConfig()
+    results, scores = [], []
+    for i, mesh in enumerate(shapes.meshes):
+        tick = (lambda stage, done, total, i=i: progress(i, stage, done, total)) if progress else None
+        res = reconstruct_image(inputs, mesh, camera, cfg, template=False, hand=hand, progress=tick,
+                                hand_params=shapes.hand_params, refinenet=refinenet, init_pose=shapes.init_pose)
+        results.append(res)
+        scores.append(final_score(res.final, cfg))
+    best = int(np.argmin(scores))
+    return results[best], best, scores
